@@ -1,0 +1,5 @@
+import sys
+
+from autoal.train import main
+
+sys.exit(main())

@@ -1,0 +1,162 @@
+"""RunConfig: every setting of a run, with its --help text; precedence defaults < --config file < flags.
+
+Each field becomes a command-line flag (``mc_samples`` -> ``--mc-samples``); the resolved config is
+written to the run folder as config.json, and ``--resume`` reads it back from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tomllib
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from autoal.data import MEDMNIST_2D
+from autoal.errors import UserError
+
+SEVEN = "entropy,margin,least_confidence,bald,kmeans,var_ratio,mean_std"
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class RunConfig:
+    # --- data ---
+    dataset: str = _opt("digits", "digits (sklearn's bundled 8x8 set, offline), a MedMNIST 2D set "
+                                  "(pathmnist, organcmnist, tissuemnist, ...) or npz:PATH in MedMNIST layout")
+    data_root: str = _opt("data", "folder holding the official MedMNIST NAME.npz files")
+    size: int = _opt(28, "MedMNIST image size: 28, 64, 128 or 224")
+    # --- active learning ---
+    strategy: str = _opt("autoal", "query strategy: autoal, albl, selectal or any registered candidate "
+                                   "(entropy, margin, least_confidence, bald, var_ratio, mean_std, kmeans, random, ...)")
+    init_size: int = _opt(20, "size of the seeded initial labeled set (the same for every strategy with the same seed)")
+    budget: int = _opt(20, "labels queried per round")
+    rounds: int = _opt(10, "query rounds (the labeled set ends at init-size + rounds * budget)")
+    seed: int = _opt(0, "seed of the run: initial set, model initialisation, MC dropout, selections")
+    # --- task model ---
+    backbone: str = _opt("auto", "task model: auto (resnet18 on CUDA, cnn on CPU), cnn or resnet18",
+                         ("auto", "cnn", "resnet18"))
+    epochs: int = _opt(50, "training epochs per round (at least --min-steps optimiser steps)")
+    min_steps: int = _opt(100, "minimum optimiser steps per training, so tiny labeled sets still fit")
+    batch_size: int = _opt(32, "training batch size")
+    lr: float = _opt(1e-3, "Adam learning rate of the task model")
+    weight_decay: float = _opt(5e-4, "Adam weight decay of the task model")
+    dropout: float = _opt(0.5, "dropout rate of the classifier head (also used for MC sampling)")
+    warm_start: bool = _opt(False, "continue training last round's model instead of training from scratch")
+    mc_samples: int = _opt(20, "MC-dropout samples T for bald, var_ratio and mean_std")
+    eval_batch_size: int = _opt(512, "batch size of pool inference and evaluation")
+    device: str = _opt("auto", "auto (cuda when available), cpu, cuda or cuda:N")
+    # --- AutoAL ---
+    candidates: str = _opt(SEVEN, "comma-separated candidate pool AutoAL, ALBL and SelectAL choose from")
+    # --- output ---
+    out: str = _opt("", "run folder (default: runs/DATASET-STRATEGY-seedSEED)")
+
+
+CONFIG_FIELDS = {f.name: f for f in fields(RunConfig)}
+NOT_IN_FILE = {"resume", "config"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m autoal.train",
+        description="Pool-based active learning with AutoAL, ALBL, SelectAL or any single candidate strategy. "
+                    "Writes config.json, rounds.jsonl, summary.json, TensorBoard events and a checkpoint "
+                    "into the run folder.",
+    )
+    for f in fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        kwargs: dict[str, Any] = {"help": f.metadata["help"], "default": argparse.SUPPRESS}
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = type(default)
+            kwargs["metavar"] = f.name.upper()
+        if f.metadata.get("choices"):
+            kwargs["choices"] = f.metadata["choices"]
+        if "%" not in kwargs["help"]:
+            kwargs["help"] += f" (default: {default!r})"
+        parser.add_argument(flag, **kwargs)
+    parser.add_argument("--config", metavar="FILE", help="TOML or JSON file of defaults; flags win over it")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR with its saved config (only --device may change)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Flat key = value settings from a .toml or .json file; keys as field names or flags."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist; give --config an existing .toml or .json file")
+    try:
+        raw = json.loads(path.read_text()) if path.suffix == ".json" else tomllib.loads(path.read_text())
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"cannot parse config file {path}: {exc}") from None
+    return validate_settings(raw, where=str(path))
+
+
+def validate_settings(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    settings = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in CONFIG_FIELDS:
+            raise UserError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(CONFIG_FIELDS))}")
+        expected = type(CONFIG_FIELDS[name].default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise UserError(f"{where}: {key} must be {expected.__name__}, got {value!r}")
+        settings[name] = value
+    return settings
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """Defaults < --config file < flags."""
+    settings: dict[str, Any] = {}
+    if args.config:
+        settings.update(read_config_file(args.config))
+    settings.update({k: v for k, v in vars(args).items() if k in CONFIG_FIELDS})
+    return check(RunConfig(**settings))
+
+
+def check(cfg: RunConfig) -> RunConfig:
+    """Reject settings that cannot make a run, with the fix in the message."""
+    positive = {"budget": cfg.budget, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+                "eval_batch_size": cfg.eval_batch_size}
+    for name, value in positive.items():
+        if value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for name, value in {"init_size": cfg.init_size, "rounds": cfg.rounds, "mc_samples": cfg.mc_samples,
+                        "min_steps": cfg.min_steps}.items():
+        if value < 0:
+            raise UserError(f"--{name.replace('_', '-')} must not be negative, got {value}")
+    if cfg.init_size < 1:
+        raise UserError("--init-size must be at least 1: the first model needs labeled data")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise UserError(f"--dropout must be in [0, 1), got {cfg.dropout}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
+        raise UserError(f"--device {cfg.device!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return cfg
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    dataset = Path(cfg.dataset[4:]).stem if cfg.dataset.startswith("npz:") else cfg.dataset
+    if dataset in MEDMNIST_2D and cfg.size != 28:
+        dataset += f"_{cfg.size}"
+    return Path("runs") / f"{dataset}-{cfg.strategy}-seed{cfg.seed}"
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def from_dict(raw: dict[str, Any]) -> RunConfig:
+    known = {k: v for k, v in raw.items() if k in CONFIG_FIELDS}
+    return RunConfig(**known)

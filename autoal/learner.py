@@ -1,0 +1,184 @@
+"""Training, pool inference and evaluation of the task model, bound to one dataset and device.
+
+Selectors that need models of their own (AutoAL's FitNet, SelectAL's probes) go through the same
+Learner, so their candidate values come from exactly the path the real pool uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from autoal.data import ImageDataset, Split
+from autoal.models import Classifier, build_classifier
+from autoal.outputs import PoolOutputs
+from autoal.rng import torch_seeded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    backbone: str = "cnn"
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    dropout: float = 0.5
+    min_steps: int = 100  # tiny labeled sets still get enough optimiser steps to fit
+    eval_batch_size: int = 512
+    mc_samples: int = 20
+
+
+class Learner:
+    def __init__(self, data: ImageDataset, settings: TrainSettings, device: torch.device):
+        self.data = data
+        self.settings = settings
+        self.device = device
+
+    # -- models ---------------------------------------------------------------------------
+    def new_model(self, seed: int) -> Classifier:
+        with torch_seeded(seed, self.device):
+            model = build_classifier(self.settings.backbone, self.data.channels, self.data.image_size,
+                                     self.data.n_classes, self.settings.dropout)
+        return model.to(self.device)
+
+    def batch(self, split: Split, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised images (B, C, H, W) and labels (B,) of ``rows`` of a split, on the device."""
+        images = split.images[rows].to(self.device, non_blocking=True)
+        return self.data.normalise(images), split.labels[rows].to(self.device)
+
+    def fit(self, rows: Tensor, seed: int, model: Classifier | None = None,
+            split: Split | None = None, sample_weight: Tensor | None = None) -> Classifier:
+        """Train on ``rows`` of the pool (or of ``split``) with cross-entropy; a fresh model unless given.
+
+        Steps = max(epochs * ceil(n / batch), min_steps); shuffling and dropout are seeded.
+        """
+        split = split or self.data.train
+        s = self.settings
+        rows = rows.cpu()
+        if model is None:
+            model = self.new_model(seed)
+        if len(rows) == 0:
+            return model
+        n = len(rows)
+        per_epoch = math.ceil(n / s.batch_size)
+        steps = max(s.epochs * per_epoch, s.min_steps)
+        opt = torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        order_gen = torch.Generator().manual_seed(seed)
+        model.train()
+        with torch_seeded(seed + 1, self.device):
+            order = torch.empty(0, dtype=torch.long)
+            for _ in range(steps):
+                if len(order) == 0:
+                    order = torch.randperm(n, generator=order_gen)
+                take, order = order[:s.batch_size], order[s.batch_size:]
+                if len(take) == 1 and n > 1:  # BatchNorm cannot train on a batch of one
+                    take = torch.cat([take, torch.randperm(n, generator=order_gen)[:1]])
+                x, y = self.batch(split, rows[take])
+                loss = F.cross_entropy(model(x), y, reduction="none")
+                if sample_weight is not None:
+                    loss = loss * sample_weight[take].to(self.device)
+                opt.zero_grad(set_to_none=True)
+                loss.mean().backward()
+                opt.step()
+        model.eval()
+        return model
+
+    # -- inference ------------------------------------------------------------------------
+    def infer(self, model: nn.Module, rows: Tensor, needs: frozenset[str], seed: int,
+              split: Split | None = None) -> PoolOutputs:
+        """One batched pass over ``rows``: only the outputs in ``needs`` (probs always cheap)."""
+        return infer_pool(model, lambda r: self.batch(split or self.data.train, r)[0], rows.cpu(), needs,
+                          mc_samples=self.settings.mc_samples, batch_size=self.settings.eval_batch_size,
+                          seed=seed, device=self.device)
+
+    def evaluate(self, model: nn.Module, split: Split | None = None) -> tuple[float, float]:
+        """(ACC, AUC) on a split (the test split by default), MedMNIST conventions."""
+        split = split or self.data.test
+        rows = torch.arange(len(split))
+        probs = self.infer(model, rows, frozenset({"probs"}), seed=0, split=split).probs.cpu()
+        return accuracy(probs, split.labels), auc(probs, split.labels, self.data.n_classes)
+
+
+def dropout_modules(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+
+
+@contextlib.contextmanager
+def mc_dropout(model: nn.Module) -> Iterator[None]:
+    """Eval mode with only the dropout layers switched on: BatchNorm statistics stay untouched."""
+    was_training = model.training
+    model.eval()
+    for m in dropout_modules(model):
+        m.train()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, mc_samples: int,
+               batch_size: int, seed: int, device: torch.device) -> PoolOutputs:
+    """PoolOutputs over ``rows``; ``load(rows) -> images on device``. Memory is bounded by the batch.
+
+    When dropout lives only in the head (our models), MC samples resample just the head on the
+    batch's embeddings; otherwise each sample is a full pass with dropout layers on.
+    """
+    want_mc = "mc_probs" in needs and mc_samples > 0
+    want_emb = "embeddings" in needs
+    head_only = isinstance(model, Classifier) and not dropout_modules(model.backbone)
+    probs, mc, embs = [], [], []
+    model.eval()
+    with torch.inference_mode(), torch_seeded(seed, device):
+        for start in range(0, len(rows), batch_size):
+            x = load(rows[start:start + batch_size])
+            if isinstance(model, Classifier):
+                emb = model.embed(x)  # (B, D)
+                probs.append(model.head(emb).softmax(dim=1))
+            else:
+                emb = None
+                probs.append(model(x).softmax(dim=1))
+            if want_emb:
+                embs.append(emb if emb is not None else model.embed(x))
+            if want_mc:
+                with mc_dropout(model):
+                    if head_only:  # one call: dropout draws independent masks for each of T copies
+                        logits = model.head(emb.unsqueeze(0).expand(mc_samples, *emb.shape))  # (T, B, C)
+                    else:
+                        logits = torch.stack([model(x) for _ in range(mc_samples)])
+                mc.append(logits.softmax(dim=2))
+    n = len(rows)
+    return PoolOutputs(
+        n=n,
+        probs=torch.cat(probs) if probs else None,
+        mc_probs=torch.cat(mc, dim=1) if want_mc else None,
+        embeddings=torch.cat(embs) if want_emb else None,
+    )
+
+
+def accuracy(probs: Tensor, labels: Tensor) -> float:
+    return float((probs.argmax(dim=1) == labels).float().mean()) if len(labels) else float("nan")
+
+
+def auc(probs: Tensor, labels: Tensor, n_classes: int) -> float:
+    """MedMNIST's multi-class AUC: the mean over classes of one-vs-rest ROC AUC (binary: of class 1).
+
+    Classes absent from the labels are skipped (their AUC is undefined).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = labels.numpy()
+    scores = probs.double().numpy()
+    if n_classes == 2:
+        return float(roc_auc_score(y, scores[:, 1])) if len(np.unique(y)) == 2 else float("nan")
+    per_class = [roc_auc_score(y == c, scores[:, c]) for c in range(n_classes) if 0 < (y == c).sum() < len(y)]
+    return float(np.mean(per_class)) if per_class else float("nan")

@@ -1,0 +1,201 @@
+"""The pool-based active-learning loop, resumable at any moment.
+
+Round r (0..rounds): train the task model on the labeled set, evaluate it on the test split, then
+(except after the last round) infer on the unlabeled pool once, let the selector pick ``budget``
+indices and label them from the ground truth. After every round the whole state (labeled mask,
+records, selector state, optionally the model) is checkpointed; every random choice derives from
+(seed, purpose, round), so a resumed run repeats exactly what an uninterrupted run would do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from autoal import runlog
+from autoal.config import RunConfig, to_dict
+from autoal.data import ImageDataset, load_dataset
+from autoal.errors import UserError
+from autoal.learner import Learner, TrainSettings
+from autoal.models import resolve_backbone
+from autoal.rng import derive_seed, generator
+from autoal.selectors import RoundContext, Selector, make_selector
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    return device
+
+
+def initial_labeled(n_pool: int, init_size: int, seed: int) -> torch.Tensor:
+    """The seeded initial labeled set: depends only on the seed and sizes, never on the strategy."""
+    return torch.randperm(n_pool, generator=generator(seed, "initial-set"))[:init_size].sort().values
+
+
+def check_sizes(cfg: RunConfig, n_pool: int) -> None:
+    if cfg.budget > n_pool:
+        raise UserError(f"--budget {cfg.budget} is larger than the pool ({n_pool} samples); lower --budget")
+    if cfg.init_size > n_pool:
+        raise UserError(f"--init-size {cfg.init_size} is larger than the pool ({n_pool} samples); lower it")
+    final = cfg.init_size + cfg.rounds * cfg.budget
+    if final > n_pool:
+        most = (n_pool - cfg.init_size) // cfg.budget
+        raise UserError(f"{cfg.rounds} rounds of {cfg.budget} after {cfg.init_size} initial labels need {final} "
+                        f"samples but the pool has {n_pool}; use --rounds {most} or less, or a smaller --budget")
+
+
+def make_learner(cfg: RunConfig, data: ImageDataset, device: torch.device) -> Learner:
+    settings = TrainSettings(backbone=resolve_backbone(cfg.backbone, device), epochs=cfg.epochs,
+                             batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                             dropout=cfg.dropout, min_steps=cfg.min_steps,
+                             eval_batch_size=cfg.eval_batch_size, mc_samples=cfg.mc_samples)
+    return Learner(data, settings, device)
+
+
+def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], None] | None = None,
+        data: ImageDataset | None = None, stop_after: int | None = None) -> dict[str, Any]:
+    """Run (or continue) active learning in ``run_dir``; returns the summary.
+
+    ``stop_after`` ends the call after that many rounds of this call (tests use it to simulate a kill).
+    """
+    run_dir = Path(run_dir)
+    data = data or load_dataset(cfg.dataset, cfg.data_root, cfg.size)
+    n_pool = len(data.train)
+    check_sizes(cfg, n_pool)
+    device = resolve_device(cfg.device)
+    learner = make_learner(cfg, data, device)
+    selector = make_selector(cfg.strategy, cfg)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runlog.write_json(run_dir / runlog.CONFIG, to_dict(cfg))
+    state = runlog.load_checkpoint(run_dir)
+    if state is None:
+        labeled = torch.zeros(n_pool, dtype=torch.bool)
+        labeled[initial_labeled(n_pool, cfg.init_size, cfg.seed)] = True
+        state = {"version": CHECKPOINT_VERSION, "next_round": 0, "labeled": labeled, "records": [],
+                 "selector": selector.state_dict(), "model": None}
+    else:
+        selector.load_state_dict(state["selector"])
+        log.info("resuming %s at round %d", run_dir, state["next_round"])
+    labeled: torch.Tensor = state["labeled"]
+    records: list[dict[str, Any]] = state["records"]
+    runlog.write_rounds(run_dir, records)  # drop any record written after the last checkpoint
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    # purge_step drops events a killed run logged after its last checkpoint (steps = labels)
+    writer = SummaryWriter(str(run_dir / runlog.TENSORBOARD), purge_step=int(labeled.sum()) if records else None)
+    done_this_call = 0
+    try:
+        for r in range(state["next_round"], cfg.rounds + 1):
+            if stop_after is not None and done_this_call >= stop_after:
+                return {}
+            record, model_state = _round(cfg, r, learner, selector, labeled, state.get("model"), writer)
+            records.append(record)
+            state.update(next_round=r + 1, selector=selector.state_dict(), model=model_state)
+            runlog.save_checkpoint(run_dir, state)
+            runlog.write_rounds(run_dir, records)
+            _log_round(writer, record)
+            writer.flush()
+            done_this_call += 1
+            if on_round:
+                on_round(record)
+    finally:
+        writer.close()
+    summary = summarise(cfg, records)
+    runlog.write_json(run_dir / runlog.SUMMARY, summary)
+    return summary
+
+
+def _round(cfg: RunConfig, r: int, learner: Learner, selector: Selector, labeled: torch.Tensor,
+           model_state: dict | None, writer: Any) -> tuple[dict[str, Any], dict | None]:
+    """One round; mutates ``labeled`` by the queried indices. Returns the record and the model to keep."""
+    seconds: dict[str, float] = {}
+    labeled_idx = labeled.nonzero().squeeze(1)
+    n_labels = len(labeled_idx)
+
+    tick = time.perf_counter()
+    model = None
+    if cfg.warm_start and model_state is not None:
+        model = learner.new_model(derive_seed(cfg.seed, "init", r))
+        model.load_state_dict(model_state)
+    model = learner.fit(labeled_idx, derive_seed(cfg.seed, "train", r), model=model)
+    seconds["train"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    acc, auc = learner.evaluate(model)
+    seconds["evaluate"] = time.perf_counter() - tick
+
+    queried: list[int] = []
+    info: dict[str, Any] = {}
+    if r < cfg.rounds:
+        unlabeled = (~labeled).nonzero().squeeze(1)
+        tick = time.perf_counter()
+        outputs = learner.infer(model, unlabeled, selector.needs, seed=derive_seed(cfg.seed, "infer", r))
+        seconds["infer"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        select_seed = derive_seed(cfg.seed, "select", r)
+        ctx = RoundContext(round=r, budget=cfg.budget, outputs=outputs, unlabeled=unlabeled, labeled=labeled_idx,
+                           model=model, learner=learner, seed=select_seed,
+                           generator=torch.Generator().manual_seed(select_seed), writer=writer)
+        selection = selector.select(ctx)
+        picks = _validated(selection.indices, labeled, cfg.budget, selector.name)
+        seconds["select"] = time.perf_counter() - tick
+        info.update(selection.info)
+        labeled[picks] = True  # the simulated oracle: labels come from the ground truth
+        info.update(selector.after_labeling(ctx, picks, learner.data.train.labels[picks]))
+        queried = picks.tolist()
+
+    record = {"round": r, "labels": n_labels, "acc": acc, "auc": auc,
+              "seconds": {k: round(v, 4) for k, v in seconds.items()}, "queried": queried}
+    if info:
+        record["selector"] = info
+    keep = {k: v.detach().cpu() for k, v in model.state_dict().items()} if cfg.warm_start else None
+    return record, keep
+
+
+def _validated(indices: torch.Tensor, labeled: torch.Tensor, budget: int, name: str) -> torch.Tensor:
+    picks = torch.as_tensor(indices).long().cpu().reshape(-1)
+    if len(picks) != budget or len(picks.unique()) != budget:
+        raise RuntimeError(f"selector {name} returned {len(picks)} indices ({len(picks.unique())} distinct), "
+                           f"expected {budget} distinct")
+    if labeled[picks].any():
+        raise RuntimeError(f"selector {name} returned already-labeled indices")
+    return picks
+
+
+def _log_round(writer: Any, record: dict[str, Any]) -> None:
+    step = record["labels"]
+    writer.add_scalar("test/acc", record["acc"], step)
+    writer.add_scalar("test/auc", record["auc"], step)
+    for phase, secs in record["seconds"].items():
+        writer.add_scalar(f"seconds/{phase}", secs, step)
+    for key, value in record.get("selector", {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            writer.add_scalar(f"selector/{key}", value, step)
+
+
+def summarise(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
+    labels = [r["labels"] for r in records]
+    accs = [r["acc"] for r in records]
+    return {
+        "dataset": cfg.dataset, "strategy": cfg.strategy, "seed": cfg.seed,
+        "rounds": len(records), "labels": labels, "acc": accs,
+        "aubc": runlog.aubc(labels, accs),
+        "final_acc": accs[-1] if accs else None,
+        "final_auc": records[-1]["auc"] if records else None,
+        "total_seconds": round(sum(sum(r["seconds"].values()) for r in records), 3),
+    }

@@ -1,0 +1,85 @@
+"""Task models: a small CNN (CPU default) and ResNet-18 with a small-image stem (CUDA default).
+
+Both expose ``embed(x) -> (B, D)`` penultimate features and a ``head`` (dropout + linear) so MC
+dropout can resample only the head: T samples cost one backbone pass and T cheap head passes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+BACKBONES = ("cnn", "resnet18")
+
+
+class Classifier(nn.Module):
+    """Backbone -> embedding (B, D) -> head: Dropout -> Linear -> logits (B, C)."""
+
+    def __init__(self, backbone: nn.Module, embedding_dim: int, n_classes: int, dropout: float = 0.5):
+        super().__init__()
+        self.backbone = backbone
+        self.embedding_dim = embedding_dim
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embedding_dim, n_classes))
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.backbone(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.embed(x))
+
+
+def small_cnn(in_channels: int, image_size: int, width: int = 32) -> tuple[nn.Module, int]:
+    """Three conv-BN-ReLU stages, max-pooling while the map is larger than 8x8, global average pool.
+
+    Works from 8x8 digits up to 224x224; the early pooling keeps larger images cheap on a CPU.
+    """
+    layers: list[nn.Module] = []
+    channels, size = in_channels, image_size
+    for stage, out in enumerate((width, 2 * width, 4 * width)):
+        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        # after stage 0 pool down to at most 16x16, after stage 1 to at most 8x8 (28 -> 14 -> 7)
+        limit = (16, 8, size)[stage]
+        while size > limit:
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        channels = out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), channels
+
+
+def resnet18_small(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+    """torchvision ResNet-18 with a 3x3 stride-1 stem and no max-pool (the CIFAR stem) for small images;
+    images of 128 pixels and more keep the original 7x7/stride-2 stem and max-pool."""
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None)
+    if image_size < 128:
+        net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+    dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return net, dim
+
+
+def build_backbone(name: str, in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+    """A feature extractor (B, C, H, W) -> (B, D) and its D."""
+    if name == "cnn":
+        return small_cnn(in_channels, image_size)
+    if name == "resnet18":
+        return resnet18_small(in_channels, image_size)
+    raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
+
+
+def build_classifier(name: str, in_channels: int, image_size: int, n_classes: int,
+                     dropout: float = 0.5) -> Classifier:
+    backbone, dim = build_backbone(name, in_channels, image_size)
+    return Classifier(backbone, dim, n_classes, dropout)
+
+
+def resolve_backbone(name: str, device: torch.device) -> str:
+    """``auto`` means ResNet-18 on CUDA and the small CNN on the CPU."""
+    if name == "auto":
+        return "resnet18" if device.type == "cuda" else "cnn"
+    return name

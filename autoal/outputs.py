@@ -1,0 +1,53 @@
+"""PoolOutputs: what one inference pass over the unlabeled pool produces, shared by all candidates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+#: The quantities a candidate may ask for.
+NEEDS = frozenset({"probs", "mc_probs", "embeddings"})
+
+
+@dataclass(frozen=True)
+class PoolOutputs:
+    """Model outputs over N pool samples; only the fields some strategy needs are filled.
+
+    n:          N, the number of pool samples (known even when nothing else is computed)
+    probs:      (N, C) softmax of the deterministic (eval-mode) pass
+    mc_probs:   (T, N, C) softmax of T MC-dropout passes (dropout on, BatchNorm in eval)
+    embeddings: (N, D) penultimate features
+    """
+
+    n: int
+    probs: Tensor | None = None
+    mc_probs: Tensor | None = None
+    embeddings: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        for name, size in (("probs", self.probs is not None and self.probs.shape[0]),
+                           ("mc_probs", self.mc_probs is not None and self.mc_probs.shape[1]),
+                           ("embeddings", self.embeddings is not None and self.embeddings.shape[0])):
+            if size is not False and size != self.n:
+                raise ValueError(f"PoolOutputs.{name} covers {size} samples, expected n={self.n}")
+
+    def require(self, name: str) -> Tensor:
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"PoolOutputs.{name} was not computed; declare it in the candidate's needs")
+        return value
+
+    def subset(self, rows: Tensor) -> PoolOutputs:
+        """The outputs of the samples at ``rows`` (positions into this PoolOutputs)."""
+        return PoolOutputs(
+            n=len(rows),
+            probs=None if self.probs is None else self.probs[rows],
+            mc_probs=None if self.mc_probs is None else self.mc_probs[:, rows],
+            embeddings=None if self.embeddings is None else self.embeddings[rows],
+        )
+
+    def to(self, device: torch.device | str) -> PoolOutputs:
+        return PoolOutputs(n=self.n, **{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                                        for f in fields(self) if f.name != "n"})

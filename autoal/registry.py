@@ -1,0 +1,131 @@
+"""The candidate registry: strategies register by name, the framework looks them up by name.
+
+A candidate is a pure function of PoolOutputs::
+
+    @register_candidate("entropy", needs={"probs"})
+    def entropy(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor: ...
+
+returning a per-sample score of shape (N,), higher = query first. A set-valued strategy
+(``kind="set"``) returns the ``budget`` chosen row indices instead; ``run_candidate`` turns that
+into a 0/1 column so every candidate looks the same to AutoAL.
+
+Built-in strategies live in the ``candidates`` package; third-party packages register theirs by
+declaring an entry point in the group ``autoal.candidates`` that points at the module holding
+their decorated functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Callable, Literal
+
+import torch
+from torch import Tensor
+
+from autoal.outputs import NEEDS, PoolOutputs
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "autoal.candidates"
+CandidateFn = Callable[..., Tensor]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    fn: CandidateFn
+    needs: frozenset[str]
+    kind: Literal["score", "set"]
+
+
+_REGISTRY: dict[str, Candidate] = {}
+_loaded = False
+
+
+def register_candidate(name: str, *, needs: set[str] | frozenset[str] = frozenset(),
+                       kind: Literal["score", "set"] = "score") -> Callable[[CandidateFn], CandidateFn]:
+    """Decorator that registers ``fn`` under ``name``; a second registration of a name fails."""
+    unknown = set(needs) - NEEDS
+    if unknown:
+        raise ValueError(f"candidate {name!r} needs unknown outputs {sorted(unknown)}; known: {sorted(NEEDS)}")
+    if kind not in ("score", "set"):
+        raise ValueError(f"candidate {name!r}: kind must be 'score' or 'set', got {kind!r}")
+
+    def decorate(fn: CandidateFn) -> CandidateFn:
+        if name in _REGISTRY:
+            raise ValueError(f"candidate {name!r} is already registered by {_REGISTRY[name].fn.__module__}")
+        _REGISTRY[name] = Candidate(name, fn, frozenset(needs), kind)
+        return fn
+
+    return decorate
+
+
+def _load_all() -> None:
+    """Import the built-in families and every installed plug-in, once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import candidates  # noqa: F401  (importing registers the built-ins)
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plug-in must not take the framework down
+            log.warning("could not load candidate plug-in %s (%s): %s", ep.name, ep.value, exc)
+
+
+def list_candidates() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def get_candidate(name: str) -> Candidate:
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown candidate {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def needs_of(names: list[str] | tuple[str, ...]) -> frozenset[str]:
+    """The union of what the named candidates need: all the inference has to compute."""
+    return frozenset().union(*(get_candidate(n).needs for n in names)) if names else frozenset()
+
+
+def _generator(seed_or_gen: int | torch.Generator) -> torch.Generator:
+    if isinstance(seed_or_gen, torch.Generator):
+        return seed_or_gen
+    return torch.Generator().manual_seed(int(seed_or_gen))
+
+
+def candidate_choice(name: str, outputs: PoolOutputs, *, budget: int,
+                     generator: int | torch.Generator = 0) -> Tensor:
+    """The ``budget`` distinct rows the candidate would query, best first."""
+    cand = get_candidate(name)
+    budget = min(budget, outputs.n)
+    result = cand.fn(outputs, budget=budget, generator=_generator(generator))
+    if cand.kind == "set":
+        return result.long()
+    return top_k_rows(result, budget)
+
+
+def run_candidate(name: str, outputs: PoolOutputs, *, budget: int,
+                  generator: int | torch.Generator = 0) -> Tensor:
+    """Per-sample values (N,) of a candidate; set-valued candidates give a 0/1 column."""
+    cand = get_candidate(name)
+    budget = min(budget, outputs.n)
+    result = cand.fn(outputs, budget=budget, generator=_generator(generator))
+    if cand.kind == "set":
+        column = torch.zeros(outputs.n, dtype=torch.float32, device=result.device)
+        column[result.long()] = 1.0
+        return column
+    return result
+
+
+def top_k_rows(scores: Tensor, k: int) -> Tensor:
+    """Rows of the k highest scores; ties broken by the lower row (stable, device independent)."""
+    order = torch.sort(scores.float(), descending=True, stable=True).indices
+    return order[:k]

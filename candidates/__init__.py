@@ -1,0 +1,8 @@
+"""Built-in candidate query strategies; importing this package registers them all.
+
+Every strategy is a pure function of PoolOutputs with one sign convention: higher = query first.
+"""
+
+from candidates import baseline, bayesian, diversity, uncertainty  # noqa: F401
+
+__all__ = ["baseline", "bayesian", "diversity", "uncertainty"]

@@ -53,6 +53,8 @@ class RunConfig:
     device: str = _opt("auto", "auto (cuda when available), cpu, cuda or cuda:N")
     # --- AutoAL ---
     candidates: str = _opt(SEVEN, "comma-separated candidate pool AutoAL, ALBL and SelectAL choose from")
+    # --- ALBL ---
+    # --- SelectAL ---
     # --- output ---
     out: str = _opt("", "run folder (default: runs/DATASET-STRATEGY-seedSEED)")
 

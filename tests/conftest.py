@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny synthetic data that a model can learn in a few steps, on the CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from autoal.config import RunConfig
+from autoal.data import ImageDataset, Split, _assemble
+
+torch.set_num_threads(1)  # tests are many tiny ops: threads cost more than they give
+
+
+def synthetic_arrays(n: int, n_classes: int = 4, size: int = 8, channels: int = 1,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (N, H, W[, 3]) and labels (N, 1): class c lights up its own quadrant, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, size=n)
+    images = rng.integers(0, 60, size=(n, size, size, channels)).astype(np.float64)
+    half = size // 2
+    for i, c in enumerate(labels):
+        r, q = divmod(int(c) % 4, 2)
+        images[i, r * half:(r + 1) * half, q * half:(q + 1) * half] += 150 + 20 * (int(c) // 4)
+    images = images.clip(0, 255).astype(np.uint8)
+    if channels == 1:
+        images = images[..., 0]
+    return images, labels.reshape(-1, 1).astype(np.int64)
+
+
+def write_medmnist_npz(path, n_train: int = 64, n_val: int = 16, n_test: int = 32, n_classes: int = 4,
+                       size: int = 8, channels: int = 1, seed: int = 0):
+    """An npz in the official MedMNIST layout (keys {train,val,test}_{images,labels})."""
+    arrays = {}
+    for i, (split, n) in enumerate((("train", n_train), ("val", n_val), ("test", n_test))):
+        images, labels = synthetic_arrays(n, n_classes, size, channels, seed + i)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def make_dataset(n_train: int = 64, n_test: int = 32, n_classes: int = 4, size: int = 8,
+                 channels: int = 1, seed: int = 0) -> ImageDataset:
+    def split(n: int, s: int) -> Split:
+        images, labels = synthetic_arrays(n, n_classes, size, channels, s)
+        images = images[:, None] if channels == 1 else images.transpose(0, 3, 1, 2)
+        return Split(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels.reshape(-1)))
+
+    return _assemble("synthetic", split(n_train, seed), split(16, seed + 1), split(n_test, seed + 2), n_classes)
+
+
+@pytest.fixture
+def tiny_dataset() -> ImageDataset:
+    return make_dataset()
+
+
+def tiny_config(**overrides) -> RunConfig:
+    """A run that takes a second or two: 64-sample pool, 2 rounds, few steps."""
+    settings = dict(dataset="synthetic", strategy="entropy", init_size=8, budget=4, rounds=2, epochs=2,
+                    min_steps=10, batch_size=16, mc_samples=4, backbone="cnn", device="cpu", seed=0)
+    settings.update(overrides)
+    return RunConfig(**settings)

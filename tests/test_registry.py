@@ -1,0 +1,102 @@
+"""The candidate registry: duplicate names, unknown needs and names, third-party plug-ins."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from autoal import registry
+from autoal.outputs import PoolOutputs
+from autoal.registry import get_candidate, list_candidates, needs_of, register_candidate, run_candidate
+
+
+@pytest.fixture
+def restore_registry():
+    """Whatever a test registers is gone afterwards, so other tests see the usual registry."""
+    list_candidates()  # load the built-ins first, so they are part of the saved state
+    saved, loaded = dict(registry._REGISTRY), registry._loaded
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)
+    registry._loaded = loaded
+
+
+def test_builtins_are_registered():
+    assert {"entropy", "margin", "least_confidence", "bald", "var_ratio", "mean_std", "kmeans",
+            "random"} <= set(list_candidates())
+    assert needs_of(["entropy", "bald", "kmeans", "random"]) == {"probs", "mc_probs", "embeddings"}
+    assert needs_of(["random"]) == frozenset()
+
+
+def test_duplicate_name_raises(restore_registry):
+    with pytest.raises(ValueError, match="already registered"):
+        register_candidate("entropy", needs={"probs"})(lambda out, *, budget, generator: out.probs[:, 0])
+    assert get_candidate("entropy").fn.__module__ == "candidates.uncertainty"  # the original is kept
+
+
+def test_unknown_needs_raise(restore_registry):
+    with pytest.raises(ValueError, match="unknown outputs"):
+        register_candidate("needs_logits", needs={"logits"})
+    assert "needs_logits" not in list_candidates()
+
+
+def test_unknown_kind_raises(restore_registry):
+    with pytest.raises(ValueError, match="kind"):
+        register_candidate("odd_kind", kind="ranking")
+
+
+def test_unknown_candidate_error_lists_known_ones():
+    with pytest.raises(KeyError) as info:
+        get_candidate("entropyy")
+    message = str(info.value)
+    assert "entropyy" in message
+    for name in ("entropy", "bald", "kmeans", "random"):
+        assert name in message
+
+
+def test_registered_in_a_few_lines_and_used_by_name(restore_registry):
+    @register_candidate("first_class_prob", needs={"probs"})
+    def first_class_prob(out, *, budget, generator):
+        return out.require("probs")[:, 0]
+
+    outputs = PoolOutputs(n=2, probs=torch.tensor([[0.2, 0.8], [0.9, 0.1]]))
+    assert "first_class_prob" in list_candidates()
+    torch.testing.assert_close(run_candidate("first_class_prob", outputs, budget=1), torch.tensor([0.2, 0.9]))
+
+
+def test_entry_point_plugin_is_loaded(tmp_path, monkeypatch, restore_registry):
+    """A package installed with an entry point in ``autoal.candidates`` is loaded without importing it."""
+    (tmp_path / "autoal_test_plugin.py").write_text(textwrap.dedent("""
+        from autoal.registry import register_candidate
+
+        @register_candidate("plugin_second_class", needs={"probs"})
+        def plugin_second_class(out, *, budget, generator):
+            return out.require("probs")[:, 1]
+    """))
+    info = tmp_path / "autoal_test_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: autoal-test-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[autoal.candidates]\nplugin = autoal_test_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "autoal_test_plugin", raising=False)
+
+    assert "plugin_second_class" not in list_candidates()  # already loaded: entry points are read once
+    monkeypatch.setattr(registry, "_loaded", False)
+    assert "plugin_second_class" in list_candidates()
+    outputs = PoolOutputs(n=2, probs=torch.tensor([[0.2, 0.8], [0.9, 0.1]]))
+    torch.testing.assert_close(run_candidate("plugin_second_class", outputs, budget=1), torch.tensor([0.8, 0.1]))
+    sys.modules.pop("autoal_test_plugin", None)
+
+
+def test_broken_plugin_is_logged_not_fatal(tmp_path, monkeypatch, restore_registry, caplog):
+    info = tmp_path / "autoal_broken_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: autoal-broken-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[autoal.candidates]\nbroken = autoal_module_that_does_not_exist\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_loaded", False)
+    assert "entropy" in list_candidates()
+    assert "could not load candidate plug-in broken" in caplog.text

@@ -114,16 +114,25 @@ def dropout_modules(model: nn.Module) -> list[nn.Module]:
 
 
 @contextlib.contextmanager
-def mc_dropout(model: nn.Module) -> Iterator[None]:
-    """Eval mode with only the dropout layers switched on: BatchNorm statistics stay untouched."""
-    was_training = model.training
-    model.eval()
-    for m in dropout_modules(model):
-        m.train()
+def training_flags_kept(model: nn.Module) -> Iterator[None]:
+    """Restore every module's own ``training`` flag on exit (``model.train(flag)`` would overwrite
+    per-module choices such as a frozen BatchNorm)."""
+    flags = [(m, m.training) for m in model.modules()]
     try:
         yield
     finally:
-        model.train(was_training)
+        for m, flag in flags:
+            m.training = flag
+
+
+@contextlib.contextmanager
+def mc_dropout(model: nn.Module) -> Iterator[None]:
+    """Eval mode with only the dropout layers switched on: BatchNorm statistics stay untouched."""
+    with training_flags_kept(model):
+        model.eval()
+        for m in dropout_modules(model):
+            m.train()
+        yield
 
 
 def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, mc_samples: int,
@@ -137,8 +146,8 @@ def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, m
     want_emb = "embeddings" in needs
     head_only = isinstance(model, Classifier) and not dropout_modules(model.backbone)
     probs, mc, embs = [], [], []
-    model.eval()
-    with torch.inference_mode(), torch_seeded(seed, device):
+    with training_flags_kept(model), torch.inference_mode(), torch_seeded(seed, device):
+        model.eval()
         for start in range(0, len(rows), batch_size):
             x = load(rows[start:start + batch_size])
             if isinstance(model, Classifier):

@@ -123,6 +123,7 @@ def _from_npz(path: Path, name: str) -> ImageDataset:
         raise UserError(f"cannot read {path} as an npz file ({exc}); re-download or re-create it") from None
     with archive:
         required = ["train_images", "train_labels", "test_images", "test_labels"]
+        required += [f"val_{k}" for k in ("images", "labels") if "val_images" in archive.files or "val_labels" in archive.files]
         missing = [k for k in required if k not in archive.files]
         if missing:
             raise UserError(f"{path} lacks keys {', '.join(missing)}; MedMNIST layout has "

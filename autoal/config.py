@@ -54,7 +54,21 @@ class RunConfig:
     # --- AutoAL ---
     candidates: str = _opt(SEVEN, "comma-separated candidate pool AutoAL, ALBL and SelectAL choose from")
     # --- ALBL ---
+    albl_batch_mode: str = _opt("per-example", "ALBL: draw an expert for every queried example (per-example) "
+                                               "or one expert for the whole batch (per-batch)",
+                                ("per-example", "per-batch"))
+    albl_delta: float = _opt(0.1, "ALBL: EXP4.P confidence parameter delta, in (0, 1)")
     # --- SelectAL ---
+    selectal_removal: float = _opt(0.1, "SelectAL: fraction of the labeled training part each strategy removes "
+                                        "in the removal test")
+    selectal_holdout: float = _opt(0.25, "SelectAL: fraction of the labeled set held out to score the probe "
+                                         "models (a fresh random split per repeat)")
+    selectal_repeats: int = _opt(3, "SelectAL: repeats of the removal test per round (new split and probe seed)")
+    selectal_probe_epochs: int = _opt(10, "SelectAL: training epochs of each probe model")
+    selectal_probe_min_steps: int = _opt(30, "SelectAL: minimum optimiser steps of each probe model")
+    selectal_uncertainty: str = _opt("margin", "SelectAL: the high-budget strategy (a score candidate)")
+    selectal_tolerance: float = _opt(0.0, "SelectAL: a removal must cost more than this much held-out accuracy "
+                                          "beyond random removal to decide the regime")
     # --- output ---
     out: str = _opt("", "run folder (default: runs/DATASET-STRATEGY-seedSEED)")
 

@@ -1,0 +1,1 @@
+"""Experiments: the comparison runner (``python -m experiments.compare``), its tables, plots and configs."""

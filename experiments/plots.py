@@ -1,0 +1,82 @@
+"""Plots of a sweep (matplotlib is the optional extra ``autoal[plot]``).
+
+curves.png: mean test accuracy vs labels per method, with a ± std band over seeds.
+weights.png: AutoAL's strategy weights and ALBL's expert probabilities over rounds, one panel each.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from experiments.results import RunResult, mean_curves, method_with_key, selector_series
+
+log = logging.getLogger(__name__)
+
+#: (records' selector key, preferred method, panel title)
+WEIGHT_PANELS = (("weights", "autoal", "strategy weights"),
+                 ("expert_probs", "albl", "expert probabilities"))
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, and safe in worker processes and on servers
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(results: Sequence[RunResult], methods: Sequence[str], path: Path, title: str = "") -> bool:
+    """Write curves.png; False when no method has a finished run."""
+    curves = mean_curves(results, methods)
+    if not curves:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for method, c in curves.items():
+        (line,) = ax.plot(c.labels, c.mean, marker="o", markersize=3, label=f"{method} (n={c.n})")
+        ax.fill_between(c.labels, c.mean - c.std, c.mean + c.std, color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("labels")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title or "mean test accuracy ± std over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_weights(results: Sequence[RunResult], methods: Sequence[str], path: Path) -> bool:
+    """Write weights.png with a panel per method that logs weights; False when none does."""
+    panels = []
+    for key, preferred, what in WEIGHT_PANELS:
+        method = method_with_key(results, methods, key, preferred)
+        if method is not None:
+            panels.append((method, what, selector_series(results, method, key)))
+    if not panels:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    for ax, (method, what, series) in zip(axes[0], panels):
+        for name, (rounds, values) in sorted(series.items()):
+            ax.plot(rounds, values, marker="o", markersize=3, label=name)
+        ax.set_xlabel("round")
+        ax.set_ylabel(what)
+        ax.set_title(f"{method}: {what} (mean over seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

@@ -1,0 +1,315 @@
+"""Sweep results as plain data: read run folders, aggregate over seeds, render Markdown and CSV.
+
+Everything here is a pure function of the run folders' files (summary.json, rounds.jsonl) or of
+the values read from them, so a table can be rebuilt at any time without re-running anything,
+and nothing here needs torch or matplotlib.
+
+Statistics, per method over the seeds whose run finished:
+- AUBC and final test accuracy as mean and *sample* standard deviation (n - 1); no std for one seed.
+- The best mean per column is marked (every method tied with it, too).
+- A paired comparison of a reference method (``autoal``, else the first method of the sweep)
+  against each other method over the seeds both finished: the mean AUBC difference
+  (reference - other), wins/ties/losses, and a two-sided paired sign-flip permutation test.
+  Pairing by seed is what makes the test fair: the same seed gives every method the same initial
+  set and model initialisation, so the seed-to-seed spread cancels out of the differences.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+# File names of a run folder (the same as autoal.runlog's; not imported so tables need no torch).
+SUMMARY = "summary.json"
+ROUNDS = "rounds.jsonl"
+
+RUN_DIR_PATTERN = re.compile(r"^(?P<method>.+)-seed(?P<seed>\d+)$")
+#: Differences smaller than this count as ties: AUBCs are equal only when the runs were identical.
+TIE_TOLERANCE = 1e-9
+#: Up to 2**16 sign patterns the permutation test is exact; beyond, it samples this many.
+EXACT_LIMIT = 16
+MONTE_CARLO_SAMPLES = 20_000
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run folder: its learning curve, and its summary numbers once it finished."""
+
+    method: str
+    seed: int
+    labels: tuple[int, ...]
+    acc: tuple[float, ...]
+    aubc: float | None  # None while the run is unfinished
+    final_acc: float | None
+    records: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        return self.aubc is not None
+
+
+@dataclass(frozen=True)
+class MethodStats:
+    method: str
+    n: int  # finished seeds
+    aubc_mean: float | None
+    aubc_std: float | None  # None with fewer than two seeds
+    acc_mean: float | None
+    acc_std: float | None
+    best_aubc: bool = False
+    best_acc: bool = False
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    reference: str
+    method: str
+    seeds: tuple[int, ...]  # the seeds both finished
+    mean_diff: float | None  # mean over seeds of AUBC(reference) - AUBC(method)
+    wins: int
+    ties: int
+    losses: int
+    p_value: float | None
+
+
+def run_dir_name(method: str, seed: int) -> str:
+    return f"{method}-seed{seed}"
+
+
+def load_run(run_dir: str | Path, method: str, seed: int) -> RunResult:
+    """Read one run folder; a folder without summary.json gives an unfinished result."""
+    run_dir = Path(run_dir)
+    records = tuple(read_records(run_dir))
+    summary_path = run_dir / SUMMARY
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        return RunResult(method, seed, tuple(summary["labels"]), tuple(summary["acc"]),
+                         float(summary["aubc"]), float(summary["final_acc"]), records)
+    return RunResult(method, seed, tuple(r["labels"] for r in records), tuple(r["acc"] for r in records),
+                     None, None, records)
+
+
+def read_records(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / ROUNDS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def collect_runs(runs_dir: str | Path) -> list[RunResult]:
+    """Every ``METHOD-seedS`` folder under ``runs_dir``, sorted by method then seed."""
+    runs_dir = Path(runs_dir)
+    found = []
+    for path in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
+        match = RUN_DIR_PATTERN.match(path.name)
+        if path.is_dir() and match:
+            found.append(load_run(path, match["method"], int(match["seed"])))
+    return sorted(found, key=lambda r: (r.method, r.seed))
+
+
+def reference_method(methods: Sequence[str]) -> str:
+    """The method every other one is compared with: ``autoal`` when in the sweep, else the first."""
+    if not methods:
+        raise ValueError("no methods to compare")
+    return "autoal" if "autoal" in methods else methods[0]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n - 1); std is None for fewer than two values."""
+    if not values:
+        return None, None
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if len(arr) > 1 else None)
+
+
+def method_stats(results: Sequence[RunResult], methods: Sequence[str]) -> list[MethodStats]:
+    """Per method (in the order given), AUBC and final accuracy over its finished seeds; best marked."""
+    rows = []
+    for method in methods:
+        done = [r for r in results if r.method == method and r.finished]
+        aubc_mean, aubc_std = mean_std([r.aubc for r in done])
+        acc_mean, acc_std = mean_std([r.final_acc for r in done])
+        rows.append(MethodStats(method, len(done), aubc_mean, aubc_std, acc_mean, acc_std))
+    best_aubc = _best([r.aubc_mean for r in rows])
+    best_acc = _best([r.acc_mean for r in rows])
+    return [MethodStats(r.method, r.n, r.aubc_mean, r.aubc_std, r.acc_mean, r.acc_std,
+                        best_aubc=i in best_aubc, best_acc=i in best_acc) for i, r in enumerate(rows)]
+
+
+def _best(values: Sequence[float | None]) -> set[int]:
+    present = [v for v in values if v is not None]
+    if not present:
+        return set()
+    top = max(present)
+    return {i for i, v in enumerate(values) if v is not None and math.isclose(v, top, rel_tol=0, abs_tol=TIE_TOLERANCE)}
+
+
+def sign_flip_p_value(diffs: Sequence[float], *, seed: int = 0) -> float:
+    """Two-sided paired sign-flip permutation test of mean(diffs) = 0.
+
+    Under the null each paired difference is as likely to have either sign, so the p-value is the
+    share of sign patterns whose |mean| is at least the observed one. Exact (all 2**n patterns)
+    for n <= 16, else a seeded Monte Carlo estimate. With n seeds the smallest possible p is
+    2 / 2**n: three seeds can never go below 0.25, which is a fact about 3 seeds, not a bug.
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.size == 0:
+        return float("nan")
+    observed = abs(d.mean())
+    if d.size <= EXACT_LIMIT:
+        # every sign pattern as a row of +-1: bit j of pattern k decides the sign of d[j]
+        patterns = (np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1
+        signs = 1.0 - 2.0 * patterns
+    else:
+        rng = np.random.default_rng(seed)
+        signs = rng.choice([-1.0, 1.0], size=(MONTE_CARLO_SAMPLES, d.size))
+    means = np.abs(signs @ d) / d.size
+    # the tolerance keeps the observed pattern itself counted despite float rounding
+    return float(np.mean(means >= observed - 1e-12))
+
+
+def paired_comparisons(results: Sequence[RunResult], methods: Sequence[str],
+                       reference: str | None = None) -> list[PairedComparison]:
+    """The reference method against each other method, paired by seed, on AUBC."""
+    reference = reference or reference_method(methods)
+    ref = {r.seed: r.aubc for r in results if r.method == reference and r.finished}
+    rows = []
+    for method in methods:
+        if method == reference:
+            continue
+        other = {r.seed: r.aubc for r in results if r.method == method and r.finished}
+        seeds = tuple(sorted(set(ref) & set(other)))
+        diffs = [ref[s] - other[s] for s in seeds]
+        wins = sum(d > TIE_TOLERANCE for d in diffs)
+        losses = sum(d < -TIE_TOLERANCE for d in diffs)
+        rows.append(PairedComparison(
+            reference, method, seeds,
+            mean_diff=float(np.mean(diffs)) if diffs else None,
+            wins=wins, ties=len(diffs) - wins - losses, losses=losses,
+            p_value=sign_flip_p_value(diffs) if diffs else None))
+    return rows
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _signed(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:+.{digits}f}"
+
+
+def _cell(mean: float | None, std: float | None, best: bool) -> str:
+    text = "-" if mean is None else f"{_num(mean)} ± {_num(std)}"
+    return f"**{text}**" if best else text
+
+
+def render_markdown(stats: Sequence[MethodStats], paired: Sequence[PairedComparison],
+                    title: str = "Comparison") -> str:
+    """The AUBC / final-accuracy table and the paired comparison, as Markdown."""
+    lines = [f"# {title}", "",
+             "AUBC (area under the accuracy vs labels curve, in [0, 1]) and final test accuracy: "
+             "mean ± sample std over seeds ('-' with one seed); best per column in bold.", "",
+             "| method | seeds | AUBC | final ACC |", "|---|---:|---:|---:|"]
+    for s in stats:
+        lines.append(f"| {s.method} | {s.n} | {_cell(s.aubc_mean, s.aubc_std, s.best_aubc)} "
+                     f"| {_cell(s.acc_mean, s.acc_std, s.best_acc)} |")
+    if paired:
+        ref = paired[0].reference
+        lines += ["", f"## {ref} against each method, paired by seed (AUBC)", "",
+                  f"ΔAUBC = mean over seeds of AUBC({ref}) − AUBC(method); W/T/L = seeds where {ref} "
+                  f"wins/ties/loses; p = two-sided paired sign-flip permutation test "
+                  f"(exact; with n seeds p cannot go below 2/2^n).", "",
+                  "| method | paired seeds | ΔAUBC | W/T/L | p |", "|---|---:|---:|:---:|---:|"]
+        for p in paired:
+            lines.append(f"| {p.method} | {len(p.seeds)} | {_signed(p.mean_diff)} "
+                         f"| {p.wins}/{p.ties}/{p.losses} | {_num(p.p_value, 3)} |")
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = ("method", "seeds", "aubc_mean", "aubc_std", "final_acc_mean", "final_acc_std",
+               "best_aubc", "best_final_acc", "reference", "paired_seeds", "aubc_diff_vs_reference",
+               "wins", "ties", "losses", "p_value")
+
+
+def render_csv(stats: Sequence[MethodStats], paired: Sequence[PairedComparison]) -> str:
+    """One row per method; missing numbers (std of one seed, the reference's own diff) are empty cells."""
+    by_method = {p.method: p for p in paired}
+    reference = paired[0].reference if paired else (stats[0].method if stats else "")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+
+    def num(v: float | None) -> str:
+        return "" if v is None else repr(round(v, 6))
+
+    for s in stats:
+        p = by_method.get(s.method)
+        writer.writerow([s.method, s.n, num(s.aubc_mean), num(s.aubc_std), num(s.acc_mean), num(s.acc_std),
+                         int(s.best_aubc), int(s.best_acc), reference,
+                         len(p.seeds) if p else "", num(p.mean_diff) if p else "",
+                         p.wins if p else "", p.ties if p else "", p.losses if p else "",
+                         num(p.p_value) if p else ""])
+    return buffer.getvalue()
+
+
+# --- series for plots ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Curve:
+    labels: np.ndarray  # (R,) labels at each round
+    mean: np.ndarray  # (R,) mean test accuracy over seeds
+    std: np.ndarray  # (R,) sample std over seeds (0 with one seed)
+    n: int  # seeds
+
+
+def mean_curves(results: Sequence[RunResult], methods: Sequence[str]) -> dict[str, Curve]:
+    """Mean accuracy vs labels per method over its finished seeds (rounds all seeds share)."""
+    curves = {}
+    for method in methods:
+        done = [r for r in results if r.method == method and r.finished and r.acc]
+        if not done:
+            continue
+        rounds = min(len(r.acc) for r in done)
+        acc = np.array([r.acc[:rounds] for r in done], dtype=np.float64)  # (seeds, R)
+        std = acc.std(axis=0, ddof=1) if len(done) > 1 else np.zeros(rounds)
+        curves[method] = Curve(np.asarray(done[0].labels[:rounds]), acc.mean(axis=0), std, len(done))
+    return curves
+
+
+def selector_series(results: Sequence[RunResult], method: str, key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For records' ``selector[key]`` dicts (name -> value): name -> (rounds, mean value over seeds)."""
+    values: dict[str, dict[int, list[float]]] = {}
+    for run in results:
+        if run.method != method:
+            continue
+        for record in run.records:
+            entry = record.get("selector", {}).get(key)
+            if not isinstance(entry, dict):
+                continue
+            for name, value in entry.items():
+                values.setdefault(name, {}).setdefault(int(record["round"]), []).append(float(value))
+    series = {}
+    for name, per_round in values.items():
+        rounds = np.array(sorted(per_round))
+        series[name] = (rounds, np.array([np.mean(per_round[r]) for r in rounds]))
+    return series
+
+
+def method_with_key(results: Sequence[RunResult], methods: Sequence[str], key: str,
+                    preferred: str) -> str | None:
+    """The method whose records carry ``selector[key]``: ``preferred`` if it does, else the first that does."""
+    having = [m for m in methods if any(isinstance(rec.get("selector", {}).get(key), dict)
+                                        for r in results if r.method == m for rec in r.records)]
+    if not having:
+        return None
+    return preferred if preferred in having else having[0]

@@ -95,8 +95,10 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
 
     from torch.utils.tensorboard import SummaryWriter
 
-    # purge_step drops events a killed run logged after its last checkpoint (steps = labels)
-    writer = SummaryWriter(str(run_dir / runlog.TENSORBOARD), purge_step=int(labeled.sum()) if records else None)
+    # Events are logged before the checkpoint, so a kill never loses a round's events; purge_step
+    # drops those a killed run logged after its last checkpoint (steps = labels; the next round's
+    # step is the current label count, also before the first checkpoint)
+    writer = SummaryWriter(str(run_dir / runlog.TENSORBOARD), purge_step=int(labeled.sum()))
     done_this_call = 0
     try:
         for r in range(state["next_round"], cfg.rounds + 1):
@@ -105,10 +107,10 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
             record, model_state = _round(cfg, r, learner, selector, labeled, state.get("model"), writer)
             records.append(record)
             state.update(next_round=r + 1, selector=selector.state_dict(), model=model_state)
-            runlog.save_checkpoint(run_dir, state)
-            runlog.write_rounds(run_dir, records)
             _log_round(writer, record)
             writer.flush()
+            runlog.save_checkpoint(run_dir, state)
+            runlog.write_rounds(run_dir, records)
             done_this_call += 1
             if on_round:
                 on_round(record)

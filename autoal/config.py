@@ -129,6 +129,9 @@ def validate_settings(raw: dict[str, Any], where: str) -> dict[str, Any]:
             value = float(value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise UserError(f"{where}: {key} must be {expected.__name__}, got {value!r}")
+        choices = CONFIG_FIELDS[name].metadata.get("choices")
+        if choices and value not in choices:  # argparse checks flags; files and sweeps come through here
+            raise UserError(f"{where}: {key} must be one of {', '.join(choices)}, got {value!r}")
         settings[name] = value
     return settings
 

@@ -82,7 +82,7 @@ def parse_value(name: str, text: str) -> Any:
 
 def parse_method(spec: str, known: Sequence[str]) -> MethodSpec:
     """``strategy[@key=value+key=value...]`` -> MethodSpec; UserError naming the problem otherwise."""
-    strategy, _, rest = spec.strip().partition("@")
+    strategy, at, rest = spec.strip().partition("@")
     if strategy not in known:
         raise UserError(f"unknown method {strategy!r} in --methods; known: {', '.join(known)}")
     overrides: dict[str, Any] = {}
@@ -97,10 +97,11 @@ def parse_method(spec: str, known: Sequence[str]) -> MethodSpec:
         if name in SWEEP_OWNED:
             raise UserError(f"method {spec!r}: {name} is set by the sweep (--methods/--seeds/--out), not per method")
         try:
-            overrides[name] = parse_value(name, text.strip())
+            value = parse_value(name, text.strip())
         except ValueError as exc:
             raise UserError(f"method {spec!r}: {exc}") from None
-    if rest and not overrides:
+        overrides.update(validate_settings({name: value}, where=f"method {spec!r}"))  # choices too
+    if at and not overrides:
         raise UserError(f"method {spec!r}: nothing after '@'; give key=value overrides or drop the '@'")
     return MethodSpec(spec.strip(), strategy, overrides)
 

@@ -1,0 +1,324 @@
+"""The comparison runner: aggregation (known values), method specs, resume/skip, configs, executors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from autoal.config import RunConfig, check, read_config_file
+from autoal.errors import UserError
+from autoal.loop import run
+from autoal.selectors import known_strategies
+from experiments import compare
+from experiments import results as res
+from conftest import write_medmnist_npz
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+TINY = dict(init_size=8, budget=4, rounds=2, epochs=2, min_steps=10, batch_size=16, mc_samples=4,
+            backbone="cnn", device="cpu")
+
+
+# --- fake run folders with known numbers -------------------------------------------------------
+
+def write_fake_run(runs_dir: Path, method: str, seed: int, acc: list[float], labels=(10, 20, 30),
+                   finished: bool = True, selector: dict | None = None) -> Path:
+    run_dir = runs_dir / res.run_dir_name(method, seed)
+    run_dir.mkdir(parents=True)
+    records = [{"round": i, "labels": n, "acc": a, "auc": 0.5, "seconds": {}, "queried": [],
+                **({"selector": selector} if selector else {})} for i, (n, a) in enumerate(zip(labels, acc))]
+    (run_dir / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    if finished:
+        summary = {"labels": list(labels), "acc": acc, "aubc": res_aubc(list(labels), acc), "final_acc": acc[-1]}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir
+
+
+def res_aubc(labels: list[int], acc: list[float]) -> float:
+    from autoal.runlog import aubc
+
+    return aubc(labels, acc)
+
+
+@pytest.fixture
+def fake_sweep(tmp_path: Path) -> list[res.RunResult]:
+    """autoal and entropy, seeds 0 and 1; curves chosen so AUBCs are easy to compute by hand.
+
+    AUBC of (10, 20, 30) labels = ((a0 + a1) / 2 + (a1 + a2) / 2) / 2 = (a0 + 2 a1 + a2) / 4.
+    autoal:  seed 0 (0.5, 0.7, 0.9) -> 0.7,  seed 1 (0.5, 0.8, 0.9) -> 0.75
+    entropy: seed 0 (0.5, 0.6, 0.7) -> 0.6,  seed 1 (0.4, 0.8, 0.8) -> 0.7
+    """
+    runs = tmp_path / "runs"
+    write_fake_run(runs, "autoal", 0, [0.5, 0.7, 0.9])
+    write_fake_run(runs, "autoal", 1, [0.5, 0.8, 0.9])
+    write_fake_run(runs, "entropy", 0, [0.5, 0.6, 0.7])
+    write_fake_run(runs, "entropy", 1, [0.4, 0.8, 0.8])
+    write_fake_run(runs, "entropy", 2, [0.4, 0.8], finished=False)  # killed: not in the statistics
+    return res.collect_runs(runs)
+
+
+def test_collect_runs_reads_finished_and_partial(fake_sweep):
+    assert [(r.method, r.seed, r.finished) for r in fake_sweep] == [
+        ("autoal", 0, True), ("autoal", 1, True), ("entropy", 0, True), ("entropy", 1, True), ("entropy", 2, False)]
+    assert fake_sweep[0].aubc == pytest.approx(0.7)
+    assert fake_sweep[-1].acc == (0.4, 0.8)
+
+
+def test_method_stats_known_values(fake_sweep):
+    autoal, entropy = res.method_stats(fake_sweep, ["autoal", "entropy"])
+    assert autoal.n == 2 and entropy.n == 2
+    assert autoal.aubc_mean == pytest.approx(0.725)
+    assert autoal.aubc_std == pytest.approx(math.sqrt(2 * 0.025 ** 2))  # sample std, n - 1 = 1
+    assert entropy.aubc_mean == pytest.approx(0.65)
+    assert entropy.acc_mean == pytest.approx(0.75) and entropy.acc_std == pytest.approx(math.sqrt(2 * 0.05 ** 2))
+    assert autoal.best_aubc and autoal.best_acc and not entropy.best_aubc and not entropy.best_acc
+
+
+def test_paired_comparison_known_values(fake_sweep):
+    (row,) = res.paired_comparisons(fake_sweep, ["autoal", "entropy"])
+    assert row.reference == "autoal" and row.method == "entropy" and row.seeds == (0, 1)
+    assert row.mean_diff == pytest.approx(((0.7 - 0.6) + (0.75 - 0.7)) / 2)
+    assert (row.wins, row.ties, row.losses) == (2, 0, 0)
+    assert row.p_value == pytest.approx(0.5)  # 2 of the 4 sign patterns are as extreme
+
+
+def test_reference_is_autoal_else_first_method():
+    assert res.reference_method(["entropy", "autoal", "random"]) == "autoal"
+    assert res.reference_method(["margin", "random"]) == "margin"
+
+
+def test_single_seed_has_no_std_and_renders_dash(tmp_path):
+    write_fake_run(tmp_path / "runs", "random", 0, [0.5, 0.6, 0.7])
+    results = res.collect_runs(tmp_path / "runs")
+    (stats,) = res.method_stats(results, ["random"])
+    assert stats.n == 1 and stats.aubc_std is None
+    assert "0.6000 ± -" in res.render_markdown([stats], [])
+
+
+@pytest.mark.parametrize("diffs, expected", [
+    ([1.0, 2.0, 3.0], 2 / 8),  # only all-plus and all-minus reach |sum| = 6
+    ([1.0, -1.0], 1.0),  # observed mean 0: every pattern is as extreme
+    ([0.0, 0.0, 0.0], 1.0),
+    ([0.1], 1.0),  # one pair can never be significant
+    ([3.0, 1.0, 1.0, 1.0], 2 / 16),  # flipping any sign drops |sum| below 6
+    ([1.0, 1.0, 0.0], 4 / 8),  # a zero difference's sign changes nothing: 2 x (++ and --)
+])
+def test_sign_flip_p_value_exact(diffs, expected):
+    assert res.sign_flip_p_value(diffs) == pytest.approx(expected)
+
+
+def test_sign_flip_p_value_monte_carlo_for_many_seeds():
+    assert res.sign_flip_p_value([1.0] * 20) < 0.001  # exact value 2 / 2**20
+    assert res.sign_flip_p_value([1.0, -1.0] * 10) == 1.0
+
+
+def test_markdown_and_csv_tables(fake_sweep):
+    stats = res.method_stats(fake_sweep, ["autoal", "entropy"])
+    paired = res.paired_comparisons(fake_sweep, ["autoal", "entropy"])
+    markdown = res.render_markdown(stats, paired, "tiny")
+    assert "| autoal | 2 | **0.7250 ± 0.0354** | **0.9000 ± 0.0000** |" in markdown
+    assert "| entropy | 2 | 0.6500 ± 0.0707 | 0.7500 ± 0.0707 |" in markdown
+    assert "| entropy | 2 | +0.0750 | 2/0/0 | 0.500 |" in markdown
+    rows = list(csv.DictReader(io.StringIO(res.render_csv(stats, paired))))
+    assert [r["method"] for r in rows] == ["autoal", "entropy"]
+    assert rows[0]["best_aubc"] == "1" and rows[1]["best_aubc"] == "0"
+    assert float(rows[1]["aubc_diff_vs_reference"]) == pytest.approx(0.075)
+    assert rows[0]["aubc_diff_vs_reference"] == "" and rows[1]["wins"] == "2"
+
+
+def test_tied_best_is_marked_for_both(tmp_path):
+    for method in ("a", "b"):
+        write_fake_run(tmp_path / "runs", method, 0, [0.5, 0.6, 0.7])
+    stats = res.method_stats(res.collect_runs(tmp_path / "runs"), ["a", "b"])
+    assert all(s.best_aubc for s in stats)
+
+
+def test_mean_curves_and_selector_series(tmp_path):
+    runs = tmp_path / "runs"
+    write_fake_run(runs, "autoal", 0, [0.5, 0.7, 0.9], selector={"weights": {"entropy": 0.2, "kmeans": 0.8}})
+    write_fake_run(runs, "autoal", 1, [0.5, 0.8, 0.9], selector={"weights": {"entropy": 0.4, "kmeans": 0.6}})
+    results = res.collect_runs(runs)
+    curve = res.mean_curves(results, ["autoal"])["autoal"]
+    assert curve.labels.tolist() == [10, 20, 30] and curve.mean.tolist() == pytest.approx([0.5, 0.75, 0.9])
+    rounds, values = res.selector_series(results, "autoal", "weights")["entropy"]
+    assert rounds.tolist() == [0, 1, 2] and values.tolist() == pytest.approx([0.3, 0.3, 0.3])
+    assert res.method_with_key(results, ["autoal"], "expert_probs", "albl") is None
+
+
+def test_plots_are_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    from experiments import plots
+
+    runs = tmp_path / "runs"
+    write_fake_run(runs, "autoal", 0, [0.5, 0.7, 0.9], selector={"weights": {"entropy": 0.2, "kmeans": 0.8}})
+    write_fake_run(runs, "albl", 0, [0.5, 0.6, 0.8], selector={"expert_probs": {"entropy": 0.5, "random": 0.5}})
+    results = res.collect_runs(runs)
+    assert plots.plot_curves(results, ["autoal", "albl"], tmp_path / "curves.png")
+    assert plots.plot_weights(results, ["autoal", "albl"], tmp_path / "weights.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "weights.png").stat().st_size > 0
+    assert not plots.plot_weights(results, ["autoal-x"], tmp_path / "none.png")  # no such method: no file
+
+
+# --- method specs and seeds --------------------------------------------------------------------
+
+def test_method_spec_overrides_are_typed_and_sanitised():
+    spec = compare.parse_method("entropy@epochs=3+lr=0.01+warm_start=true+backbone=cnn", known_strategies())
+    assert spec.strategy == "entropy"
+    assert spec.overrides == {"epochs": 3, "lr": 0.01, "warm_start": True, "backbone": "cnn"}
+    assert spec.name == "entropy-epochs-3-lr-0.01-warm_start-true-backbone-cnn"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nope", "unknown method 'nope'"),
+    ("entropy@bogus=1", "unknown setting 'bogus'"),
+    ("entropy@epochs=many", "epochs must be int"),
+    ("entropy@backbone=vgg", "backbone must be one of"),
+    ("entropy@seed=3", "set by the sweep"),
+    ("entropy@epochs", "not key=value"),
+    ("entropy@", "nothing after '@'"),
+])
+def test_bad_method_spec_is_a_user_error(spec, message):
+    with pytest.raises(UserError, match=message):
+        compare.parse_method(spec, known_strategies())
+
+
+def test_duplicate_methods_and_seeds_rejected():
+    with pytest.raises(UserError, match="more than once"):
+        compare.parse_methods("entropy,random,entropy", known_strategies())
+    assert compare.parse_seeds("0,2-4") == [0, 2, 3, 4]
+    with pytest.raises(UserError):
+        compare.parse_seeds("0,0")
+    with pytest.raises(UserError):
+        compare.parse_seeds("a")
+
+
+def test_bad_method_name_exits_2_with_one_line(capsys):
+    assert compare.main(["--methods", "entropy,nonsense", "--seeds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown method 'nonsense'") and err.count("\n") == 1
+    assert "entropy" in err  # the known strategies are listed
+
+
+def test_config_differences_ignore_location_and_new_defaults():
+    requested = {"rounds": 3, "device": "cuda", "out": "/b", "data_root": "/d2", "lr": 1e-3}
+    saved = {"rounds": 3, "device": "cpu", "out": "/a", "data_root": "/d1"}  # older file without lr
+    assert compare.config_differences(saved, requested) == []
+    assert compare.config_differences({**saved, "rounds": 2}, requested) == ["rounds: 2 -> 3"]
+
+
+# --- the runner on real tiny runs --------------------------------------------------------------
+
+@pytest.fixture
+def tiny_sweep(tmp_path: Path) -> dict:
+    """Files of a tiny sweep: an npz dataset in MedMNIST layout and a config file for it."""
+    npz = write_medmnist_npz(tmp_path / "tiny.npz")
+    config = tmp_path / "tiny.toml"
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in TINY.items()))
+    return {"npz": npz, "config": config, "out": tmp_path / "sweep"}
+
+
+def sweep_args(files: dict, methods: str = "entropy,random", seeds: str = "0,1") -> list[str]:
+    return ["--dataset", f"npz:{files['npz']}", "--config", str(files["config"]), "--methods", methods,
+            "--seeds", seeds, "--out", str(files["out"]), "--no-plots"]
+
+
+def planned(files: dict, methods: list[str], seeds: list[int]) -> list[compare.RunSpec]:
+    """The RunSpecs the command plans for ``sweep_args(files, ...)``."""
+    settings = {**read_config_file(files["config"]), "dataset": f"npz:{files['npz']}"}
+    specs = [compare.parse_method(m, known_strategies()) for m in methods]
+    return compare.plan_runs(settings, specs, seeds, files["out"])
+
+
+def test_tiny_sweep_end_to_end(tiny_sweep, capsys):
+    assert compare.main(sweep_args(tiny_sweep)) == 0
+    out = tiny_sweep["out"]
+    for method in ("entropy", "random"):
+        for seed in (0, 1):
+            run_dir = out / "runs" / f"{method}-seed{seed}"
+            config = json.loads((run_dir / "config.json").read_text())
+            assert config["strategy"] == method and config["seed"] == seed and config["rounds"] == 2
+    # the table holds exactly the numbers of the run folders
+    summaries = {(m, s): json.loads((out / "runs" / f"{m}-seed{s}" / "summary.json").read_text())
+                 for m in ("entropy", "random") for s in (0, 1)}
+    rows = {r["method"]: r for r in csv.DictReader((out / "results.csv").open())}
+    for method in ("entropy", "random"):
+        expected = (summaries[(method, 0)]["aubc"] + summaries[(method, 1)]["aubc"]) / 2
+        assert float(rows[method]["aubc_mean"]) == pytest.approx(expected, abs=1e-6)
+    assert "| entropy | 2 |" in (out / "results.md").read_text()
+    printed = capsys.readouterr().out
+    assert printed.count("] entropy seed") == 2 and "[4/4]" in printed
+
+
+def test_killed_sweep_resumes_without_redoing_finished_runs(tiny_sweep):
+    finished, partial = planned(tiny_sweep, ["entropy", "random"], [0])
+    run(finished.cfg, finished.run_dir)
+    run(partial.cfg, partial.run_dir, stop_after=1)  # "killed" after its first round
+    assert not (partial.run_dir / "summary.json").exists()
+    before = {p.name: p.stat().st_mtime_ns for p in finished.run_dir.iterdir() if p.is_file()}
+
+    assert compare.main(sweep_args(tiny_sweep, seeds="0")) == 0
+
+    after = {p.name: p.stat().st_mtime_ns for p in finished.run_dir.iterdir() if p.is_file()}
+    assert after == before  # not a single file of the finished run rewritten
+    records = res.read_records(partial.run_dir)
+    assert [r["round"] for r in records] == [0, 1, 2] and (partial.run_dir / "summary.json").is_file()
+
+
+def test_changed_settings_refuse_the_existing_run(tiny_sweep, capsys):
+    (spec,) = planned(tiny_sweep, ["entropy"], [0])
+    run(spec.cfg, spec.run_dir)
+    args = sweep_args(tiny_sweep, methods="entropy", seeds="0") + ["--rounds", "1"]
+    assert compare.main(args) == 2
+    assert "rounds: 2 -> 1" in capsys.readouterr().err
+
+
+def test_a_compare_run_folder_resumes_with_autoal_train(tiny_sweep):
+    from autoal.train import main as train_main
+
+    (spec,) = planned(tiny_sweep, ["entropy"], [0])
+    run(spec.cfg, spec.run_dir, stop_after=1)
+    assert train_main(["--resume", str(spec.run_dir), "--no-progress"]) == 0
+    assert (spec.run_dir / "summary.json").is_file()
+
+
+def test_ray_missing_is_a_clear_error(tiny_sweep, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    assert compare.main(sweep_args(tiny_sweep, methods="entropy", seeds="0") + ["--executor", "ray"]) == 2
+    assert "pip install 'autoal[ray]'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_local_worker_processes(tiny_sweep):
+    assert compare.main(sweep_args(tiny_sweep) + ["--workers", "2"]) == 0
+    assert len(list((tiny_sweep["out"] / "runs").glob("*/summary.json"))) == 4
+
+
+@pytest.mark.slow
+def test_ray_executor_on_a_local_instance(tiny_sweep, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    finished, partial = planned(tiny_sweep, ["entropy", "random"], [0])
+    run(partial.cfg, partial.run_dir, stop_after=1)  # Ray tasks resume killed runs too
+    assert compare.main(sweep_args(tiny_sweep, seeds="0") + ["--executor", "ray", "--workers", "2"]) == 0
+    for spec in (finished, partial):
+        assert [r["round"] for r in res.read_records(spec.run_dir)] == [0, 1, 2]
+    assert (tiny_sweep["out"] / "results.csv").is_file()
+
+
+# --- configs -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.toml")), ids=lambda p: p.name)
+def test_every_experiment_config_parses(path):
+    settings = read_config_file(path)
+    cfg = check(RunConfig(**settings))
+    assert cfg.dataset == path.stem and cfg.rounds >= 1 and cfg.budget >= 1
+
+
+def test_the_expected_configs_exist():
+    assert {p.stem for p in CONFIG_DIR.glob("*.toml")} >= {"digits", "pathmnist", "organcmnist", "tissuemnist"}

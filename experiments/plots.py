@@ -45,7 +45,9 @@ def plot_curves(results: Sequence[RunResult], methods: Sequence[str], path: Path
     fig, ax = plt.subplots(figsize=(8, 5))
     for method, c in curves.items():
         (line,) = ax.plot(c.labels, c.mean, marker="o", markersize=3, label=f"{method} (n={c.n})")
-        ax.fill_between(c.labels, c.mean - c.std, c.mean + c.std, color=line.get_color(), alpha=0.15)
+        # accuracy lives in [0, 1]; an unclipped ±std band of few seeds pokes out of it
+        low, high = (c.mean - c.std).clip(0, 1), (c.mean + c.std).clip(0, 1)
+        ax.fill_between(c.labels, low, high, color=line.get_color(), alpha=0.15)
     ax.set_xlabel("labels")
     ax.set_ylabel("test accuracy")
     ax.set_title(title or "mean test accuracy ± std over seeds")
@@ -67,10 +69,13 @@ def plot_weights(results: Sequence[RunResult], methods: Sequence[str], path: Pat
     if not panels:
         return False
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
     for ax, (method, what, series) in zip(axes[0], panels):
         for name, (rounds, values) in sorted(series.items()):
             ax.plot(rounds, values, marker="o", markersize=3, label=name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("round")
         ax.set_ylabel(what)
         ax.set_title(f"{method}: {what} (mean over seeds)")

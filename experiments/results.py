@@ -228,7 +228,7 @@ def render_markdown(stats: Sequence[MethodStats], paired: Sequence[PairedCompari
         lines += ["", f"## {ref} against each method, paired by seed (AUBC)", "",
                   f"ΔAUBC = mean over seeds of AUBC({ref}) − AUBC(method); W/T/L = seeds where {ref} "
                   f"wins/ties/loses; p = two-sided paired sign-flip permutation test "
-                  f"(exact; with n seeds p cannot go below 2/2^n).", "",
+                  f"(exact up to {EXACT_LIMIT} seeds; with n seeds p cannot go below 2/2^n).", "",
                   "| method | paired seeds | ΔAUBC | W/T/L | p |", "|---|---:|---:|:---:|---:|"]
         for p in paired:
             lines.append(f"| {p.method} | {len(p.seeds)} | {_signed(p.mean_diff)} "

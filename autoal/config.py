@@ -65,7 +65,7 @@ class RunConfig:
                                          "models (a fresh random split per repeat)")
     selectal_repeats: int = _opt(3, "SelectAL: repeats of the removal test per round (new split and probe seed)")
     selectal_probe_epochs: int = _opt(10, "SelectAL: training epochs of each probe model")
-    selectal_probe_min_steps: int = _opt(30, "SelectAL: minimum optimiser steps of each probe model")
+    selectal_probe_min_steps: int = _opt(50, "SelectAL: minimum optimiser steps of each probe model")
     selectal_uncertainty: str = _opt("margin", "SelectAL: the high-budget strategy (a score candidate)")
     selectal_tolerance: float = _opt(0.0, "SelectAL: a removal must cost more than this much held-out accuracy "
                                           "beyond random removal to decide the regime")

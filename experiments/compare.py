@@ -424,14 +424,14 @@ def _main(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / f"compare-{dataset_label(dataset)}")
     plan = plan_runs(settings, methods, seeds, out)
     status = {s.run_dir: run_status(s) for s in plan}  # refuses mismatched folders before any work
+    todo = [s for s in plan if status[s.run_dir] != "done"]
     if args.executor == "local":
-        check_plan_sizes(plan)  # Ray tasks may read data this machine does not have
+        check_plan_sizes(todo)  # only local: Ray tasks may read data this machine does not have
     else:
         _import_ray()  # fail before running anything when Ray is missing
 
     out.mkdir(parents=True, exist_ok=True)
     (out / RUNS).mkdir(exist_ok=True)
-    todo = [s for s in plan if status[s.run_dir] != "done"]
     resumed = sum(status[s.run_dir] == "resume" for s in todo)
     print(f"sweep {out}: {len(plan)} runs, {len(plan) - len(todo)} finished earlier, "
           f"{resumed} to resume, {len(todo) - resumed} to start", flush=True)

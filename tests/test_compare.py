@@ -285,6 +285,29 @@ def test_a_compare_run_folder_resumes_with_autoal_train(tiny_sweep):
     assert (spec.run_dir / "summary.json").is_file()
 
 
+def test_budget_too_large_for_the_pool_is_refused_before_running(tiny_sweep, capsys):
+    assert compare.main(sweep_args(tiny_sweep, methods="entropy", seeds="0") + ["--budget", "1000"]) == 2
+    assert "larger than the pool" in capsys.readouterr().err
+    assert not (tiny_sweep["out"] / "runs").exists()
+
+
+def test_a_failed_run_is_reported_and_the_rest_go_on(tiny_sweep, monkeypatch, capsys):
+    real = compare.run_one
+
+    def flaky(cfg_dict, run_dir, threads=None):
+        if cfg_dict["strategy"] == "random":
+            raise RuntimeError("simulated failure")
+        return real(cfg_dict, run_dir, threads)
+
+    monkeypatch.setattr(compare, "run_one", flaky)
+    assert compare.main(sweep_args(tiny_sweep, seeds="0")) == 1
+    captured = capsys.readouterr()
+    assert "random seed 0: FAILED: RuntimeError: simulated failure" in captured.out
+    assert "1 run(s) failed" in captured.err
+    rows = {r["method"]: r for r in csv.DictReader((tiny_sweep["out"] / "results.csv").open())}
+    assert rows["entropy"]["seeds"] == "1" and rows["random"]["seeds"] == "0"
+
+
 def test_ray_missing_is_a_clear_error(tiny_sweep, monkeypatch, capsys):
     import sys
 

@@ -158,3 +158,27 @@ def test_albl_runs_in_the_loop_and_records_expert_probs(tmp_path, mode):
     state = runlog.load_checkpoint(tmp_path)["selector"]
     assert state["experts"] == experts and state["log_w"].shape == (4,)
     assert list((tmp_path / runlog.TENSORBOARD).iterdir())
+
+
+def test_killed_albl_run_resumes_exactly(tmp_path):
+    cfg = tiny_config(strategy="albl", candidates="entropy,kmeans", rounds=3)
+    whole = run(cfg, tmp_path / "whole", data=make_dataset())
+    run(cfg, tmp_path / "killed", data=make_dataset(), stop_after=2)  # killed after two rounds
+    resumed = run(cfg, tmp_path / "killed", data=make_dataset())
+    assert resumed["acc"] == whole["acc"]
+    a, b = runlog.read_rounds(tmp_path / "whole"), runlog.read_rounds(tmp_path / "killed")
+    assert [r["queried"] for r in a] == [r["queried"] for r in b]
+    assert [r.get("selector", {}).get("expert_probs") for r in a] == [r.get("selector", {}).get("expert_probs") for r in b]
+
+
+def test_tensorboard_gets_expert_probabilities_and_a_custom_chart(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(tiny_config(strategy="albl", candidates="entropy,kmeans", rounds=2), tmp_path, data=make_dataset())
+    events = EventAccumulator(str(tmp_path / runlog.TENSORBOARD))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"albl/prob/entropy", "albl/prob/kmeans", f"albl/prob/{RANDOM_EXPERT}", "selector/reward"} <= tags
+    assert [e.step for e in events.Scalars("albl/prob/entropy")] == [8, 12]  # step = labels at selection
+    layout = events.Tensors("custom_scalars__config__")  # written by add_custom_scalars
+    assert layout

@@ -53,6 +53,27 @@ class RunConfig:
     device: str = _opt("auto", "auto (cuda when available), cpu, cuda or cuda:N")
     # --- AutoAL ---
     candidates: str = _opt(SEVEN, "comma-separated candidate pool AutoAL, ALBL and SelectAL choose from")
+    search_mode: str = _opt("first-order", "AutoAL search: first-order (SearchNet maximises FitNet's detached loss "
+                                           "on what it selects), unrolled (differentiates FitNet's held-out loss "
+                                           "through k SGD steps with higher) or published (the published code's "
+                                           "0/1 columns and slope 1e11: shows its zero gradient)",
+                            ("first-order", "unrolled", "published"))
+    search_steps: int = _opt(4, "AutoAL: optimisation steps per round, on aligned batches of L_val")
+    search_batch_size: int = _opt(32, "AutoAL: L_val (and L_tr) batch size of the search steps")
+    search_lr: float = _opt(3e-3, "AutoAL: Adam learning rate of SearchNet, its scales lambda and the loss module")
+    fitnet_lr: float = _opt(3e-3, "AutoAL: Adam learning rate of FitNet")
+    fitnet_steps: int = _opt(8, "AutoAL: FitNet steps on L_tr each round before the search "
+                                 "(FitNet continues from last round's, which saw only L_tr)")
+    tau_scale: float = _opt(0.5, "AutoAL: soft-selection temperature tau as a multiple of the std of the scores")
+    count_penalty: float = _opt(10.0, "AutoAL: weight beta of the count penalty (mean(sel) - r)^2")
+    rank_weight: float = _opt(0.1, "AutoAL: weight gamma of the loss-prediction ranking loss")
+    column_norm: str = _opt("rank", "AutoAL: candidate columns as ranks in [0,1] or the paper's 0/1 "
+                                    "'selected at ratio r'", ("rank", "selected"))
+    unroll_steps: int = _opt(1, "AutoAL unrolled mode: differentiable FitNet SGD steps k")
+    unroll_lr: float = _opt(0.1, "AutoAL unrolled mode: SGD learning rate of the differentiable FitNet steps")
+    searchnet_backbone: str = _opt("auto", "AutoAL: SearchNet backbone; auto = the task model's family",
+                                   ("auto", "cnn", "resnet18"))
+    searchnet_width: int = _opt(16, "AutoAL: width of SearchNet's small CNN (first stage channels)")
     # --- ALBL ---
     albl_batch_mode: str = _opt("per-example", "ALBL: draw an expert for every queried example (per-example) "
                                                "or one expert for the whole batch (per-batch)",

@@ -20,28 +20,66 @@ def nearest_centre(x: Tensor, centres: Tensor, chunk: int = CHUNK_ROWS) -> tuple
     dists, idx = [], []
     for start in range(0, x.shape[0], chunk):
         xb = x[start:start + chunk]
-        d = (xb * xb).sum(dim=1, keepdim=True) - 2.0 * xb @ centres.T + c_sq  # (chunk, K)
+        # |c|^2 - 2 x.c in one fused matmul; |x|^2 is the same for every centre, added after the min
+        d = torch.addmm(c_sq, xb, centres.T, alpha=-2.0)  # (chunk, K)
         best = d.min(dim=1)
-        dists.append(best.values.clamp_min_(0.0))
+        dists.append((best.values + (xb * xb).sum(dim=1)).clamp_min_(0.0))
         idx.append(best.indices)
     return torch.cat(dists), torch.cat(idx)
 
 
+def nearest_row(x: Tensor, centres: Tensor, chunk: int = CHUNK_ROWS) -> Tensor:
+    """For each centre (K, D): the index of its nearest row of x (N, D). A running minimum over
+    chunks of rows, so memory stays O(chunk*K) however large N is."""
+    c_sq = (centres * centres).sum(dim=1)  # (K,)
+    best_d = torch.full_like(c_sq, float("inf"))
+    best_i = torch.zeros(centres.shape[0], dtype=torch.long, device=x.device)
+    for start in range(0, x.shape[0], chunk):
+        xb = x[start:start + chunk]
+        d = torch.addmm(c_sq, xb, centres.T, alpha=-2.0) + (xb * xb).sum(dim=1, keepdim=True)  # (chunk, K)
+        chunk_best = d.min(dim=0)
+        closer = chunk_best.values < best_d  # strict: a tie keeps the lower row, as one argmin would
+        best_d = torch.where(closer, chunk_best.values, best_d)
+        best_i = torch.where(closer, chunk_best.indices + start, best_i)
+    return best_i
+
+
 def kmeans_plus_plus(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
-    """k-means++ seeding (Arthur & Vassilvitskii): row indices of k distinct initial centres."""
+    """k-means++ seeding (Arthur & Vassilvitskii): row indices of k distinct initial centres.
+
+    Each centre is drawn with probability proportional to the squared distance to the nearest
+    centre chosen so far (D^2 sampling). The k draws are sequential, so each step is kept cheap:
+    the distance update is one matrix-vector product |x|^2 - 2 x.c + |c|^2 (one read of x, no
+    (N, D) temporaries), and a draw is a cumulative sum and a binary search on the device.
+    """
     n = x.shape[0]
+    x_sq = (x * x).sum(dim=1)  # (N,)
     chosen = torch.empty(k, dtype=torch.long)
-    chosen[0] = torch.randint(n, (1,), generator=generator).item()
-    min_d = ((x - x[chosen[0]]) ** 2).sum(dim=1)  # (N,)
-    for j in range(1, k):
-        weights = min_d.double().cpu()
-        total = weights.sum()
-        if total <= 0:  # every remaining point coincides with a centre: pick uniformly among the rest
-            weights = torch.ones(n, dtype=torch.float64)
-            weights[chosen[:j]] = 0.0
-        chosen[j] = torch.multinomial(weights, 1, generator=generator).item()
-        min_d = torch.minimum(min_d, ((x - x[chosen[j]]) ** 2).sum(dim=1))
+    min_d = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)  # (N,) to the nearest centre
+    for j in range(k):
+        row = int(torch.randint(n, (1,), generator=generator)) if j == 0 else _d2_sample(min_d, generator)
+        if row is None:  # every remaining point coincides with a centre: pick uniformly among the rest
+            free = torch.ones(n, dtype=torch.float64)
+            free[chosen[:j]] = 0.0
+            row = int(torch.multinomial(free, 1, generator=generator))
+        chosen[j] = row
+        c = x[row]
+        d = torch.addmv(x_sq, x, c, alpha=-2.0).add_(x_sq[row]).clamp_min_(0.0)  # (N,) squared distances to c
+        torch.minimum(min_d, d, out=min_d)
+        min_d[row] = 0.0  # exactly: a chosen row is never drawn again
     return chosen
+
+
+def _d2_sample(weights: Tensor, generator: torch.Generator) -> int | None:
+    """One row drawn with probability proportional to ``weights`` (N,), or None when they sum to 0."""
+    cumulative = weights.double().cumsum(dim=0)  # float64, so the running sum of N terms stays accurate
+    total = float(cumulative[-1])
+    if total <= 0:
+        return None
+    u = torch.rand((), dtype=torch.float64, generator=generator).item() * total  # in [0, total)
+    # the first row whose cumulative weight exceeds u: a row of weight 0 owns an empty interval
+    at = torch.tensor([u], dtype=torch.float64, device=weights.device)
+    return min(int(torch.searchsorted(cumulative, at, right=True)), weights.shape[0] - 1)
 
 
 def lloyd(x: Tensor, centres: Tensor, iterations: int = 20, tol: float = 1e-4) -> Tensor:
@@ -62,16 +100,16 @@ def lloyd(x: Tensor, centres: Tensor, iterations: int = 20, tol: float = 1e-4) -
 def nearest_distinct(x: Tensor, centres: Tensor) -> Tensor:
     """One distinct row per centre: its nearest row, or, where an earlier centre already took
     that row, the nearest row not yet taken (rare, so handled one at a time)."""
-    _, nearest = nearest_centre(centres, x)  # (K,): nearest row of x for each centre
-    chosen = nearest.clone()
-    taken = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-    for j, row in enumerate(nearest.tolist()):
-        if taken[row]:
-            d = ((x - centres[j]) ** 2).sum(dim=1).masked_fill_(taken, float("inf"))
+    nearest = nearest_row(x, centres).tolist()  # (K,): nearest row of x for each centre
+    chosen, taken = [], set()
+    for j, row in enumerate(nearest):
+        if row in taken:
+            d = ((x - centres[j]) ** 2).sum(dim=1)
+            d[torch.tensor(sorted(taken), device=x.device)] = float("inf")
             row = int(d.argmin())
-            chosen[j] = row
-        taken[row] = True
-    return chosen.cpu()
+        chosen.append(row)
+        taken.add(row)
+    return torch.tensor(chosen, dtype=torch.long)
 
 
 @register_candidate("kmeans", needs={"embeddings"}, kind="set")

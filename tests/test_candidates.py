@@ -182,3 +182,35 @@ def test_kmeans_with_duplicate_points_still_gives_distinct_rows():
     x[5:] = 1.0  # two distinct locations, five copies each, budget 4
     rows = candidate_choice("kmeans", PoolOutputs(n=10, embeddings=x), budget=4, generator=0)
     assert len(rows.unique()) == 4
+
+
+def test_d2_sampling_draws_in_proportion_to_the_weights():
+    from candidates.diversity import _d2_sample
+
+    weights = torch.tensor([0.0, 1.0, 3.0, 0.0, 4.0])
+    g = torch.Generator().manual_seed(0)
+    counts = torch.bincount(torch.tensor([_d2_sample(weights, g) for _ in range(4000)]), minlength=5)
+    assert counts[0] == 0 and counts[3] == 0
+    torch.testing.assert_close(counts.double() / 4000, torch.tensor([0.0, 0.125, 0.375, 0.0, 0.5], dtype=torch.float64),
+                               atol=0.03, rtol=0)
+    assert _d2_sample(torch.zeros(4), g) is None
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_kmeans_plus_plus_gives_distinct_rows_even_when_k_is_n(duplicates):
+    from candidates.diversity import kmeans_plus_plus
+
+    x = torch.randn(12, 3, generator=torch.Generator().manual_seed(0))
+    if duplicates:
+        x[6:] = x[:6]  # every point twice: after six draws all remaining weights are 0
+    rows = kmeans_plus_plus(x, 12, torch.Generator().manual_seed(1))
+    assert sorted(rows.tolist()) == list(range(12))
+
+
+def test_kmeans_plus_plus_prefers_far_points():
+    """D^2 sampling: after a centre in a tight blob of 50 points, the one far point (1 of 51) is drawn next."""
+    from candidates.diversity import kmeans_plus_plus
+
+    x = torch.cat([torch.randn(50, 2, generator=torch.Generator().manual_seed(0)) * 0.01, torch.tensor([[100.0, 0]])])
+    hits = sum(50 in kmeans_plus_plus(x, 2, torch.Generator().manual_seed(s)).tolist() for s in range(20))
+    assert hits == 20

@@ -77,6 +77,9 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
     device = resolve_device(cfg.device)
     learner = make_learner(cfg, data, device)
     selector = make_selector(cfg.strategy, cfg)
+    if "mc_probs" in selector.needs and cfg.mc_samples < 1:
+        raise UserError(f"--strategy {cfg.strategy} uses MC-dropout samples; give --mc-samples 1 or more "
+                        f"(got {cfg.mc_samples})")
 
     run_dir.mkdir(parents=True, exist_ok=True)
     runlog.write_json(run_dir / runlog.CONFIG, to_dict(cfg))

@@ -185,3 +185,9 @@ def test_help(capsys):
     for flag in ("--dataset", "--data-root", "--strategy", "--init-size", "--budget", "--rounds", "--epochs",
                  "--backbone", "--device", "--seed", "--mc-samples", "--out", "--resume", "--config"):
         assert flag in text, flag
+
+
+def test_mc_strategy_without_mc_samples(npz, tmp_path, capsys):
+    assert main(_args(npz, tmp_path / "run", strategy="bald", **{"mc-samples": 0})) == 2
+    assert "--mc-samples 1 or more" in _error(capsys)
+    assert main(_args(npz, tmp_path / "run", strategy="entropy", **{"mc-samples": 0})) == 0  # not needed there

@@ -1,0 +1,103 @@
+"""Benchmark: the cost of the seven non-random candidates against entropy alone (issue 2).
+
+    OMP_NUM_THREADS=... python -m experiments.bench_candidates [--n 20000] [--mc-samples 20] [--budget 1000]
+
+A synthetic pool of N 28x28 RGB uint8 images goes through the small CNN. The CNN is untrained: its
+weights are random but fixed by --seed, which is all the timings need (the work per image does not
+depend on the weights, and k-means does the same number of distance computations whatever the
+embeddings look like, up to the iterations it needs to converge). Prints:
+
+(a) the wall time of one PoolOutputs inference pass computing everything the seven candidates need
+    (probs, T MC samples, embeddings) and of the pass computing only probs;
+(b) the wall time of all seven candidates' values from one PoolOutputs, and of entropy alone;
+(c) [inference(all needs) + all seven] / [inference(probs) + entropy], and the candidates-only ratio.
+
+Each time is the median of --repeats runs. Not a test: it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from autoal.learner import infer_pool
+from autoal.models import build_classifier
+from autoal.registry import needs_of, run_candidate
+from autoal.rng import torch_seeded
+
+SEVEN = ("entropy", "margin", "least_confidence", "bald", "var_ratio", "mean_std", "kmeans")
+
+
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Median wall time of ``repeats`` calls, and the last call's result."""
+    times, result = [], None
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        tick = time.perf_counter()
+        result = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - tick)
+    return statistics.median(times), result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=20_000, help="pool size")
+    parser.add_argument("--mc-samples", type=int, default=20, help="MC-dropout samples T")
+    parser.add_argument("--budget", type=int, default=1_000, help="budget b (k-means clusters)")
+    parser.add_argument("--classes", type=int, default=9, help="classes (pathmnist has 9)")
+    parser.add_argument("--batch-size", type=int, default=512, help="inference batch size")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median reported)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the images, the CNN weights and MC dropout")
+    args = parser.parse_args(argv)
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if args.device == "auto" else args.device)
+    gen = torch.Generator().manual_seed(args.seed)
+    images = torch.randint(0, 256, (args.n, 3, 28, 28), dtype=torch.uint8, generator=gen)  # the pool
+    with torch_seeded(args.seed, device):
+        model = build_classifier("cnn", 3, 28, args.classes).to(device).eval()  # untrained, fixed seed
+    mean = torch.full((1, 3, 1, 1), 0.5, device=device)
+
+    def load(rows: torch.Tensor) -> torch.Tensor:
+        return (images[rows].to(device).float() / 255.0 - mean) / 0.25
+
+    rows = torch.arange(args.n)
+
+    def infer(needs: frozenset[str]):
+        return infer_pool(model, load, rows, needs, mc_samples=args.mc_samples, batch_size=args.batch_size,
+                          seed=args.seed, device=device)
+
+    needs = needs_of(list(SEVEN))
+    print(f"pool {args.n} x 3x28x28 uint8, small CNN (untrained, seed {args.seed}), T={args.mc_samples}, "
+          f"budget {args.budget}, device {device}, torch threads {torch.get_num_threads()}, "
+          f"median of {args.repeats}")
+    t_infer_all, outputs = timed(lambda: infer(needs), args.repeats)
+    t_infer_probs, _ = timed(lambda: infer(frozenset({"probs"})), args.repeats)
+    print(f"(a) inference, all needs {sorted(needs)}: {t_infer_all:8.3f} s")
+    print(f"    inference, probs only:                          {t_infer_probs:8.3f} s")
+
+    per_candidate = {}
+    for name in SEVEN:
+        per_candidate[name], _ = timed(lambda: run_candidate(name, outputs, budget=args.budget, generator=args.seed),
+                                       args.repeats)
+    t_seven, _ = timed(lambda: [run_candidate(name, outputs, budget=args.budget, generator=args.seed)
+                                for name in SEVEN], args.repeats)
+    t_entropy = per_candidate["entropy"]
+    print(f"(b) all seven candidates: {t_seven:8.4f} s   entropy alone: {t_entropy:8.5f} s")
+    print("    per candidate: " + ", ".join(f"{k} {v:.4f} s" for k, v in per_candidate.items()))
+    total_ratio = (t_infer_all + t_seven) / (t_infer_probs + t_entropy)
+    print(f"(c) [inference(all needs) + all seven] / [inference(probs) + entropy] = {total_ratio:.2f}"
+          f"  (target <= 2)")
+    print(f"    candidates only: all seven / entropy = {t_seven / t_entropy:.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -264,7 +264,11 @@ def aligned_batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -
 
 
 def split_labeled(labeled: Tensor, bits: Tensor) -> tuple[Tensor, Tensor]:
-    """(L_tr, L_val) from a fixed random bit per pool index; exact halves if either side has < 2."""
+    """(L_tr, L_val) from a fixed random bit per pool index; exact halves if either side has < 2.
+
+    With fixed bits L_tr only grows as L grows, so a FitNet that trained on earlier L_tr has never
+    seen this round's L_val. The fallback (tiny labeled sets only) may break that nesting.
+    """
     side = bits[labeled]
     l_tr, l_val = labeled[side == 0], labeled[side == 1]
     if min(len(l_tr), len(l_val)) < 2 <= len(labeled) // 2:
@@ -288,9 +292,11 @@ class AutoALSelector(Selector):
                 get_candidate(name)
             except KeyError as exc:
                 raise UserError(str(exc.args[0])) from None
-        if cfg.search_steps < 0 or cfg.search_batch_size < 2 or cfg.unroll_steps < 1 or cfg.tau_scale <= 0:
-            raise UserError("AutoAL needs --search-steps >= 0, --search-batch-size >= 2, --unroll-steps >= 1 "
-                            "and --tau-scale > 0")
+        if (cfg.search_steps < 0 or cfg.search_batch_size < 2 or cfg.unroll_steps < 1 or cfg.tau_scale <= 0
+                or cfg.fitnet_steps < 0 or cfg.searchnet_width < 1 or cfg.count_penalty < 0 or cfg.rank_weight < 0):
+            raise UserError("AutoAL needs --search-steps >= 0, --search-batch-size >= 2, --unroll-steps >= 1, "
+                            "--tau-scale > 0, --fitnet-steps >= 0, --searchnet-width >= 1 and non-negative "
+                            "--count-penalty and --rank-weight")
         self.needs = needs_of(self.candidates)
         self.searchnet: SearchNet | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -349,7 +355,7 @@ class AutoALSelector(Selector):
 
     def _search(self, ctx: RoundContext, r: float) -> dict[str, float]:
         """FitNet on L_tr, A on L_val from FitNet (once), then the alternating search steps."""
-        cfg, learner, net = self.cfg, ctx.learner, self.searchnet
+        cfg, learner = self.cfg, ctx.learner
         bits = torch.randint(2, (len(learner.data.train),), generator=generator(cfg.seed, "autoal-split"))
         l_tr, l_val = split_labeled(ctx.labeled.cpu(), bits)
         empty = {"grad_norm": 0.0, "loss_search": float("nan"), "loss_fit": float("nan"),
@@ -367,7 +373,9 @@ class AutoALSelector(Selector):
                                  self._column_norm).to(learner.device)  # (n_val, K)
 
         fit_opt = torch.optim.Adam(fitnet.parameters(), lr=cfg.fitnet_lr)  # once per search
-        inner_opt = torch.optim.SGD(fitnet.parameters(), lr=cfg.unroll_lr)  # stateless; higher wraps it
+        inner_opt = None  # the unrolled steps' plain SGD (stateless): higher turns it into a differentiable one
+        if cfg.search_mode == "unrolled":
+            inner_opt = torch.optim.SGD(fitnet.parameters(), lr=cfg.unroll_lr)
         order = generator(ctx.seed, "search-order")
         val_batches = aligned_batches(len(l_val), cfg.search_batch_size, cfg.search_steps, order)
         tr_batches = aligned_batches(len(l_tr), cfg.search_batch_size, cfg.search_steps, order)
@@ -400,7 +408,7 @@ class AutoALSelector(Selector):
         self.fitnet_state = {k: v.detach().cpu().clone() for k, v in fitnet.state_dict().items()}
         return fitnet
 
-    def _step(self, fitnet: nn.Module, fit_opt: torch.optim.Optimizer, inner_opt: torch.optim.Optimizer,
+    def _step(self, fitnet: nn.Module, fit_opt: torch.optim.Optimizer, inner_opt: torch.optim.Optimizer | None,
               val: tuple[Tensor, Tensor], a: Tensor, tr: tuple[Tensor, Tensor], r: float) -> dict[str, float]:
         """One alternating step on one aligned L_val batch (images, labels, A rows all from ``vb``)."""
         cfg, net = self.cfg, self.searchnet

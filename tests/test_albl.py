@@ -100,6 +100,12 @@ def test_draws_are_distinct_with_positive_q():
             torch.testing.assert_close(d.credit @ p, torch.ones(len(d.rows), dtype=torch.float64))
 
 
+def test_expert_rewards_credit_the_advisors_of_the_picks():
+    # two picks; expert 0 advised the first alone (q = 0.5), the uniform expert 1 both a little
+    credit = torch.tensor([[1 / 0.5, 0.1 / 0.5], [0.0, 0.1 / 0.05]], dtype=torch.float64)
+    torch.testing.assert_close(expert_rewards(0.8, credit), torch.tensor([0.8, 0.88], dtype=torch.float64))
+
+
 def _ctx(n: int = 20, seed: int = 0) -> RoundContext:
     g = torch.Generator().manual_seed(seed)
     out = PoolOutputs(n=n, probs=torch.randn(n, 3, generator=g).softmax(dim=1),

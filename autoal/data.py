@@ -128,8 +128,11 @@ def _from_npz(path: Path, name: str) -> ImageDataset:
         if missing:
             raise UserError(f"{path} lacks keys {', '.join(missing)}; MedMNIST layout has "
                             f"{{train,val,test}}_images and {{train,val,test}}_labels (found: {', '.join(archive.files)})")
-        splits = {s: _split(path, s, archive[f"{s}_images"], archive[f"{s}_labels"])
-                  for s in SPLITS if f"{s}_images" in archive.files}
+        try:
+            splits = {s: _split(path, s, archive[f"{s}_images"], archive[f"{s}_labels"])
+                      for s in SPLITS if f"{s}_images" in archive.files}
+        except ValueError as exc:  # e.g. object arrays, which np.load refuses without pickle
+            raise UserError(f"{path}: cannot read its arrays ({exc}); save plain uint8 images and integer labels") from None
     if "val" not in splits:
         empty = splits["train"]
         splits["val"] = Split(empty.images[:0], empty.labels[:0])

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from autoal import runlog
-from autoal.config import RunConfig, to_dict
+from autoal.config import RunConfig, config_differences, to_dict
 from autoal.data import ImageDataset, load_dataset
 from autoal.errors import UserError
 from autoal.learner import Learner, TrainSettings
@@ -82,8 +82,13 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
                         f"(got {cfg.mc_samples})")
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    runlog.write_json(run_dir / runlog.CONFIG, to_dict(cfg))
     state = runlog.load_checkpoint(run_dir)
+    if state is not None and (run_dir / runlog.CONFIG).is_file():
+        diffs = config_differences(runlog.read_json(run_dir / runlog.CONFIG), to_dict(cfg))
+        if diffs:  # continuing would mix two configurations in one run
+            raise UserError(f"{run_dir} holds a run with other settings ({'; '.join(diffs)}); "
+                            f"resume it with its own config or use another folder")
+    runlog.write_json(run_dir / runlog.CONFIG, to_dict(cfg))
     if state is None:
         labeled = torch.zeros(n_pool, dtype=torch.bool)
         labeled[initial_labeled(n_pool, cfg.init_size, cfg.seed)] = True
@@ -198,7 +203,7 @@ def summarise(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
     accs = [r["acc"] for r in records]
     return {
         "dataset": cfg.dataset, "strategy": cfg.strategy, "seed": cfg.seed,
-        "rounds": len(records), "labels": labels, "acc": accs,
+        "query_rounds": max(len(records) - 1, 0), "labels": labels, "acc": accs,
         "aubc": runlog.aubc(labels, accs),
         "final_acc": accs[-1] if accs else None,
         "final_auc": records[-1]["auc"] if records else None,

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from autoal.config import CONFIG_FIELDS, RunConfig, check, from_dict, read_config_file, to_dict, validate_settings
+from autoal.config import (CONFIG_FIELDS, RunConfig, check, config_differences, from_dict, read_config_file, to_dict,
+                           validate_settings)
 from autoal.errors import UserError
 from experiments import results as res
 
@@ -41,7 +42,6 @@ OVERRIDE_SEP = "+"
 SWEEP_OWNED = ("strategy", "seed", "out")
 #: Settings that say where a run happens or reads from, not what it computes: a saved run whose
 #: config differs from the requested one only in these still counts as the same run.
-LOCATION_ONLY = frozenset({"device", "out", "data_root"})
 #: Run settings this command takes as flags (all others through --config or a method's overrides).
 CLI_SETTINGS = ("dataset", "data_root", "size", "init_size", "budget", "rounds", "epochs", "backbone", "device")
 RUNS = "runs"
@@ -165,22 +165,6 @@ def plan_runs(settings: dict[str, Any], methods: Sequence[MethodSpec], seeds: Se
             cfg = check(RunConfig(**{**merged, "strategy": method.strategy, "seed": seed, "out": str(run_dir)}))
             plan.append(RunSpec(method.name, seed, cfg, run_dir))
     return plan
-
-
-def config_differences(saved: dict[str, Any], requested: dict[str, Any]) -> list[str]:
-    """Settings that make the saved run a different run than the requested one ("name: saved -> requested").
-
-    A setting missing from an older config.json counts as its default (fields added later).
-    """
-    diffs = []
-    for name in sorted(set(saved) | set(requested)):
-        if name in LOCATION_ONLY or name not in CONFIG_FIELDS:
-            continue
-        default = CONFIG_FIELDS[name].default
-        old, new = saved.get(name, default), requested.get(name, default)
-        if old != new:
-            diffs.append(f"{name}: {old!r} -> {new!r}")
-    return diffs
 
 
 def run_status(spec: RunSpec) -> str:

@@ -152,7 +152,7 @@ def test_bad_settings_are_rejected():
 def test_albl_runs_in_the_loop_and_records_expert_probs(tmp_path, mode):
     cfg = tiny_config(strategy="albl", candidates="entropy,margin,kmeans", rounds=3, albl_batch_mode=mode)
     summary = run(cfg, tmp_path, data=make_dataset())
-    assert summary["rounds"] == 4
+    assert summary["query_rounds"] == 3
     records = runlog.read_rounds(tmp_path)
     experts = ["entropy", "margin", "kmeans", RANDOM_EXPERT]
     for rec in records[:-1]:

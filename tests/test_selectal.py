@@ -55,7 +55,7 @@ def test_selectal_runs_in_the_loop_and_records_its_decision(tmp_path):
     cfg = tiny_config(strategy="selectal", rounds=2, selectal_repeats=1, selectal_probe_epochs=1,
                       selectal_probe_min_steps=3)
     summary = run(cfg, tmp_path, data=make_dataset())
-    assert summary["rounds"] == 3
+    assert summary["query_rounds"] == 2
     records = runlog.read_rounds(tmp_path)
     strategy_of = {"low": "typiclust", "mid": "random", "high": "margin"}
     for rec in records[:-1]:

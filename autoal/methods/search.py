@@ -438,7 +438,7 @@ class AutoALSelector(Selector):
         else:
             objective = first_order_objective(sel, loss_i)
         if published:  # the published code: a float-valued count penalty and the rank loss dropped
-            penalty = s.new_tensor(float(count_penalty(sel, r)))
+            penalty = s.new_tensor(float(count_penalty(sel.detach(), r)))
             rank = ranking_loss(net.predict_loss(feats), loss_i).detach()
         else:
             penalty = count_penalty(sel, r)

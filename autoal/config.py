@@ -33,7 +33,7 @@ class RunConfig:
     size: int = _opt(28, "MedMNIST image size: 28, 64, 128 or 224")
     # --- active learning ---
     strategy: str = _opt("autoal", "query strategy: autoal, albl, selectal or any registered candidate "
-                                   "(entropy, margin, least_confidence, bald, var_ratio, mean_std, kmeans, random, ...)")
+                                   "(entropy, margin, least_confidence, bald, var_ratio, mean_std, kmeans, typiclust, random, ...)")
     init_size: int = _opt(20, "size of the seeded initial labeled set (the same for every strategy with the same seed)")
     budget: int = _opt(20, "labels queried per round")
     rounds: int = _opt(10, "query rounds (the labeled set ends at init-size + rounds * budget)")

@@ -95,34 +95,29 @@ def needs_of(names: list[str] | tuple[str, ...]) -> frozenset[str]:
     return frozenset().union(*(get_candidate(n).needs for n in names)) if names else frozenset()
 
 
-def _generator(seed_or_gen: int | torch.Generator) -> torch.Generator:
-    if isinstance(seed_or_gen, torch.Generator):
-        return seed_or_gen
-    return torch.Generator().manual_seed(int(seed_or_gen))
+def _call(name: str, outputs: PoolOutputs, budget: int, seed_or_gen: int | torch.Generator) -> tuple[Candidate, Tensor]:
+    """Run a candidate with the budget clipped to the pool; an int seeds a fresh CPU generator."""
+    cand = get_candidate(name)
+    gen = seed_or_gen if isinstance(seed_or_gen, torch.Generator) else torch.Generator().manual_seed(int(seed_or_gen))
+    return cand, cand.fn(outputs, budget=min(budget, outputs.n), generator=gen)
 
 
 def candidate_choice(name: str, outputs: PoolOutputs, *, budget: int,
                      generator: int | torch.Generator = 0) -> Tensor:
     """The ``budget`` distinct rows the candidate would query, best first."""
-    cand = get_candidate(name)
-    budget = min(budget, outputs.n)
-    result = cand.fn(outputs, budget=budget, generator=_generator(generator))
-    if cand.kind == "set":
-        return result.long()
-    return top_k_rows(result, budget)
+    cand, result = _call(name, outputs, budget, generator)
+    return result.long() if cand.kind == "set" else top_k_rows(result, min(budget, outputs.n))
 
 
 def run_candidate(name: str, outputs: PoolOutputs, *, budget: int,
                   generator: int | torch.Generator = 0) -> Tensor:
     """Per-sample values (N,) of a candidate; set-valued candidates give a 0/1 column."""
-    cand = get_candidate(name)
-    budget = min(budget, outputs.n)
-    result = cand.fn(outputs, budget=budget, generator=_generator(generator))
-    if cand.kind == "set":
-        column = torch.zeros(outputs.n, dtype=torch.float32, device=result.device)
-        column[result.long()] = 1.0
-        return column
-    return result
+    cand, result = _call(name, outputs, budget, generator)
+    if cand.kind == "score":
+        return result
+    column = torch.zeros(outputs.n, dtype=torch.float32, device=result.device)
+    column[result.long()] = 1.0
+    return column
 
 
 def top_k_rows(scores: Tensor, k: int) -> Tensor:

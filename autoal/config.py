@@ -95,7 +95,10 @@ class RunConfig:
 
 
 CONFIG_FIELDS = {f.name: f for f in fields(RunConfig)}
-NOT_IN_FILE = {"resume", "config"}
+#: --help sections: the first field of each, in RunConfig's order.
+HELP_SECTIONS = {"dataset": "data", "strategy": "active learning", "backbone": "task model",
+                 "candidates": "AutoAL (--candidates is also the pool of ALBL's experts)",
+                 "albl_batch_mode": "ALBL", "selectal_removal": "SelectAL", "out": "output"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "Writes config.json, rounds.jsonl, summary.json, TensorBoard events and a checkpoint "
                     "into the run folder.",
     )
+    group: Any = parser
     for f in fields(RunConfig):
+        if f.name in HELP_SECTIONS:
+            group = parser.add_argument_group(HELP_SECTIONS[f.name])
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         kwargs: dict[str, Any] = {"help": f.metadata["help"], "default": argparse.SUPPRESS}
@@ -118,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["choices"] = f.metadata["choices"]
         if "%" not in kwargs["help"]:
             kwargs["help"] += f" (default: {default!r})"
-        parser.add_argument(flag, **kwargs)
+        group.add_argument(flag, **kwargs)
     parser.add_argument("--config", metavar="FILE", help="TOML or JSON file of defaults; flags win over it")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR with its saved config (only --device may change)")

@@ -70,6 +70,20 @@ def test_soft_selection_has_a_gradient_and_the_published_slope_has_none():
     assert s.grad.abs().sum() == 0  # saturated: exactly 0/1, no gradient anywhere
 
 
+def test_soft_selection_ignores_a_common_scale_or_shift_of_the_scores():
+    """Only the relative scores matter: moving every score together has zero gradient."""
+    gen = torch.Generator().manual_seed(0)
+    s = torch.rand(64, generator=gen, dtype=torch.float64).requires_grad_(True)
+    loss = torch.rand(64, generator=gen, dtype=torch.float64)
+    theta = gmm_threshold(s, 3, 0.1)
+    objective = -(soft_selection(s, theta, tau_scale=0.5) * loss).mean() + count_penalty(
+        soft_selection(s, theta, tau_scale=0.5), 0.1)
+    objective.backward()
+    assert s.grad.abs().max() > 1e-3  # relative changes do matter
+    assert abs(float(s.grad.sum())) < 1e-12  # d/d(shift)
+    assert abs(float(s.grad @ s.detach())) < 1e-12  # d/d(scale)
+
+
 def test_ranking_loss_is_zero_for_a_correct_ordering_with_margin():
     target = torch.tensor([3.0, 2.0, 1.0, 0.0])
     assert float(ranking_loss(torch.tensor([30.0, 20.0, 10.0, 0.0]), target)) == 0.0

@@ -133,16 +133,24 @@ def gmm_threshold(s: Tensor, k: int, r: float) -> Tensor:
 
 
 def soft_selection(s: Tensor, theta: Tensor, tau_scale: float, slope: float | None = None) -> Tensor:
-    """sel_i = sigmoid((s_i - theta) / tau), shape (N,).
+    """sel_i = sigmoid((s_i - theta) / tau), shape (N,), with tau = tau_scale * std(s).
 
-    tau = tau_scale * std(s), detached: the slope follows the spread of the scores so sel stays
-    soft (a fixed huge slope, the published 1e11, saturates sel to exact 0/1 and kills every
-    gradient). ``slope`` overrides 1 / tau (only to reproduce the published choice).
+    The slope follows the spread of the scores so sel stays soft (a fixed huge slope, the published
+    1e11, saturates sel to exact 0/1 and kills every gradient). ``slope`` overrides 1 / tau (only to
+    reproduce the published choice).
+
+    Gradients: the mixture fit is not differentiated, but the threshold is not a constant either.
+    It is written as theta = mean(s) + std(s) * z, with only z (the threshold in standardised units,
+    which the mixture's shape fixes) detached; tau moves with std(s) too. So sel depends on s only
+    through (s - mean) / std, and SearchNet cannot change the selection by scaling or shifting every
+    score at once: a detached theta let every weight drift up together (raising all s raises every
+    sel above a fixed threshold) until the count penalty pulled them down again.
     """
     if slope is not None:
         return torch.sigmoid((s - theta) * slope)
-    tau = (tau_scale * s.detach().std(unbiased=False)).clamp_min(1e-6)
-    return torch.sigmoid((s - theta) / tau)
+    mean, std = s.mean(), s.std(unbiased=False).clamp_min(1e-6)
+    z_theta = (theta.detach() - mean.detach()) / std.detach()  # forward value: theta exactly
+    return torch.sigmoid(((s - mean) / std - z_theta) / tau_scale)
 
 
 def count_penalty(sel: Tensor, r: float) -> Tensor:

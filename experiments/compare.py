@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 OVERRIDE_SEP = "+"
 #: Settings the sweep decides itself; a method spec or config file cannot set them per run.
 SWEEP_OWNED = ("strategy", "seed", "out")
-#: Settings that say where a run happens or reads from, not what it computes: a saved run whose
-#: config differs from the requested one only in these still counts as the same run.
 #: Run settings this command takes as flags (all others through --config or a method's overrides).
 CLI_SETTINGS = ("dataset", "data_root", "size", "init_size", "budget", "rounds", "epochs", "backbone", "device")
 RUNS = "runs"

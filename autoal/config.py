@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from autoal.data import MEDMNIST_2D
 from autoal.errors import UserError
@@ -101,8 +101,15 @@ HELP_SECTIONS = {"dataset": "data", "strategy": "active learning", "backbone": "
                  "albl_batch_mode": "ALBL", "selectal_removal": "SelectAL", "out": "output"}
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with a one-line ``error: ...`` (and exit code 2) instead of usage plus message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m autoal.train",
         description="Pool-based active learning with AutoAL, ALBL, SelectAL or any single candidate strategy. "
                     "Writes config.json, rounds.jsonl, summary.json, TensorBoard events and a checkpoint "

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from autoal.config import (CONFIG_FIELDS, RunConfig, check, config_differences, from_dict, read_config_file, to_dict,
-                           validate_settings)
+from autoal.config import (CONFIG_FIELDS, OneLineParser, RunConfig, check, config_differences, from_dict,
+                           read_config_file, to_dict, validate_settings)
 from autoal.errors import UserError
 from experiments import results as res
 
@@ -324,7 +324,7 @@ def write_report(out: Path, plan: Sequence[RunSpec], methods: Sequence[str], tit
 # --- command line ----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m experiments.compare",
         description="Run every method x seed on one dataset (skipping finished runs, resuming killed ones), "
                     "then write results.md, results.csv, curves.png and weights.png into --out.")

@@ -191,3 +191,14 @@ def test_mc_strategy_without_mc_samples(npz, tmp_path, capsys):
     assert main(_args(npz, tmp_path / "run", strategy="bald", **{"mc-samples": 0})) == 2
     assert "--mc-samples 1 or more" in _error(capsys)
     assert main(_args(npz, tmp_path / "run", strategy="entropy", **{"mc-samples": 0})) == 0  # not needed there
+
+
+@pytest.mark.parametrize("argv, match", [(["--budget", "x"], "invalid int value: 'x'"),
+                                         (["--backbone", "vgg"], "invalid choice: 'vgg'"),
+                                         (["--no-such-flag"], "unrecognized arguments: --no-such-flag")])
+def test_malformed_flags_get_one_line_and_exit_2(argv, match, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    line = _error(capsys)
+    assert match in line and "--help" in line

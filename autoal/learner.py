@@ -10,7 +10,7 @@ import contextlib
 import logging
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -38,11 +38,17 @@ class TrainSettings:
     mc_samples: int = 20
 
 
+#: Progress callback: (phase, done, total), e.g. ("train", 120, 400); the CLI draws it as a bar.
+Progress = Callable[[str, int, int], None]
+
+
 class Learner:
-    def __init__(self, data: ImageDataset, settings: TrainSettings, device: torch.device):
+    def __init__(self, data: ImageDataset, settings: TrainSettings, device: torch.device,
+                 progress: Progress | None = None):
         self.data = data
         self.settings = settings
         self.device = device
+        self.progress = progress
 
     # -- models ---------------------------------------------------------------------------
     def new_model(self, seed: int) -> Classifier:
@@ -77,7 +83,9 @@ class Learner:
         model.train()
         with torch_seeded(seed + 1, self.device):
             order = torch.empty(0, dtype=torch.long)
-            for _ in range(steps):
+            for step in range(steps):
+                if self.progress is not None:
+                    self.progress("train", step, steps)
                 if len(order) == 0:
                     order = torch.randperm(n, generator=order_gen)
                 take, order = order[:s.batch_size], order[s.batch_size:]
@@ -95,17 +103,26 @@ class Learner:
 
     # -- inference ------------------------------------------------------------------------
     def infer(self, model: nn.Module, rows: Tensor, needs: frozenset[str], seed: int,
-              split: Split | None = None) -> PoolOutputs:
+              split: Split | None = None, phase: str = "infer") -> PoolOutputs:
         """One batched pass over ``rows``: only the outputs in ``needs`` (probs always cheap)."""
-        return infer_pool(model, lambda r: self.batch(split or self.data.train, r)[0], rows.cpu(), needs,
-                          mc_samples=self.settings.mc_samples, batch_size=self.settings.eval_batch_size,
-                          seed=seed, device=self.device)
+        split = split or self.data.train
+        loaded = 0
+
+        def load(batch_rows: Tensor) -> Tensor:
+            nonlocal loaded
+            if self.progress is not None:
+                self.progress(phase, loaded, len(rows))
+            loaded += len(batch_rows)
+            return self.batch(split, batch_rows)[0]
+
+        return infer_pool(model, load, rows.cpu(), needs, mc_samples=self.settings.mc_samples,
+                          batch_size=self.settings.eval_batch_size, seed=seed, device=self.device)
 
     def evaluate(self, model: nn.Module, split: Split | None = None) -> tuple[float, float]:
         """(ACC, AUC) on a split (the test split by default), MedMNIST conventions."""
         split = split or self.data.test
         rows = torch.arange(len(split))
-        probs = self.infer(model, rows, frozenset({"probs"}), seed=0, split=split).probs.cpu()
+        probs = self.infer(model, rows, frozenset({"probs"}), seed=0, split=split, phase="evaluate").probs.cpu()
         return accuracy(probs, split.labels), auc(probs, split.labels, self.data.n_classes)
 
 

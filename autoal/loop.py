@@ -20,7 +20,7 @@ from autoal import runlog
 from autoal.config import RunConfig, config_differences, to_dict
 from autoal.data import ImageDataset, load_dataset
 from autoal.errors import UserError
-from autoal.learner import Learner, TrainSettings
+from autoal.learner import Learner, Progress, TrainSettings
 from autoal.models import resolve_backbone
 from autoal.rng import derive_seed, generator
 from autoal.selectors import RoundContext, Selector, make_selector
@@ -56,18 +56,22 @@ def check_sizes(cfg: RunConfig, n_pool: int) -> None:
                         f"samples but the pool has {n_pool}; use --rounds {most} or less, or a smaller --budget")
 
 
-def make_learner(cfg: RunConfig, data: ImageDataset, device: torch.device) -> Learner:
+def make_learner(cfg: RunConfig, data: ImageDataset, device: torch.device,
+                 progress: Progress | None = None) -> Learner:
     settings = TrainSettings(backbone=resolve_backbone(cfg.backbone, device), epochs=cfg.epochs,
                              batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                              dropout=cfg.dropout, min_steps=cfg.min_steps,
                              eval_batch_size=cfg.eval_batch_size, mc_samples=cfg.mc_samples)
-    return Learner(data, settings, device)
+    return Learner(data, settings, device, progress)
 
 
 def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], None] | None = None,
-        data: ImageDataset | None = None, stop_after: int | None = None) -> dict[str, Any]:
+        data: ImageDataset | None = None, stop_after: int | None = None,
+        on_progress: Progress | None = None) -> dict[str, Any]:
     """Run (or continue) active learning in ``run_dir``; returns the summary.
 
+    ``on_round(record)`` is called after each checkpointed round, ``on_progress(phase, done, total)``
+    during the task model's training and inference (the CLI draws both as progress bars).
     ``stop_after`` ends the call after that many rounds of this call (tests use it to simulate a kill).
     """
     run_dir = Path(run_dir)
@@ -75,7 +79,7 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
     n_pool = len(data.train)
     check_sizes(cfg, n_pool)
     device = resolve_device(cfg.device)
-    learner = make_learner(cfg, data, device)
+    learner = make_learner(cfg, data, device, on_progress)
     selector = make_selector(cfg.strategy, cfg)
     if "mc_probs" in selector.needs and cfg.mc_samples < 1:
         raise UserError(f"--strategy {cfg.strategy} uses MC-dropout samples; give --mc-samples 1 or more "

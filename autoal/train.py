@@ -57,11 +57,23 @@ def main(argv: list[str] | None = None) -> int:
 def _run(cfg: RunConfig, run_dir: Path, progress: bool) -> int:
     from autoal.loop import run  # heavy imports after the arguments are known to be good
 
-    bar = None
+    print(f"run folder: {run_dir}", flush=True)
+    bar = step_bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.rounds + 1, desc=f"{cfg.strategy} on {cfg.dataset}", unit="round")
+        # the phase of the current round: long rounds (MedMNIST, ResNet-18) are not silent
+        step_bar = tqdm(total=0, position=1, leave=False, unit="it", mininterval=0.5)
+
+    current = [None]  # (phase, total) the step bar shows now
+
+    def on_progress(phase: str, done: int, total: int) -> None:
+        if current[0] != (phase, total):
+            current[0] = (phase, total)
+            step_bar.set_description(phase, refresh=False)
+            step_bar.reset(total=total)
+        step_bar.update(done - step_bar.n)
 
     def on_round(record: dict[str, Any]) -> None:
         line = (f"round {record['round']:>3}  labels {record['labels']:>6}  "
@@ -72,12 +84,12 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool) -> int:
         else:
             print(line, flush=True)
 
-    print(f"run folder: {run_dir}", flush=True)
     try:
-        summary = run(cfg, run_dir, on_round=on_round)
+        summary = run(cfg, run_dir, on_round=on_round, on_progress=on_progress if progress else None)
     finally:
-        if bar is not None:
-            bar.close()
+        for b in (step_bar, bar):
+            if b is not None:
+                b.close()
     print(f"AUBC {summary['aubc']:.4f}  final acc {summary['final_acc']:.4f}  "
           f"({summary['total_seconds']:.1f} s)")
     print(f"results: {run_dir}/{runlog.ROUNDS}, {run_dir}/{runlog.SUMMARY}; "

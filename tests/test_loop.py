@@ -211,3 +211,15 @@ def test_aubc_known_values(labels, accs, expected):
 
 def test_aubc_of_nothing_is_nan():
     assert runlog.aubc([], []) != runlog.aubc([], [])
+
+
+def test_progress_reports_every_phase_of_the_task_model(tmp_path):
+    seen: dict[str, set[int]] = {}
+
+    def on_progress(phase: str, done: int, total: int) -> None:
+        assert 0 <= done < total
+        seen.setdefault(phase, set()).add(total)
+
+    run(tiny_config(rounds=1), tmp_path, data=make_dataset(), on_progress=on_progress)
+    assert set(seen) == {"train", "evaluate", "infer"}
+    assert seen["evaluate"] == {32} and seen["infer"] == {64 - 8}  # test split; unlabeled pool

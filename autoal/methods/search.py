@@ -100,7 +100,8 @@ def fit_gmm_1d(x: Tensor, k: int, iters: int = GMM_ITERS) -> tuple[Tensor, Tenso
     weights = torch.full((k,), 1.0 / k, dtype=torch.float64)
     for _ in range(iters):
         diff = x[:, None] - means  # (N, k)
-        log_p = weights.log() - 0.5 * torch.log(2 * math.pi * variances) - diff ** 2 / (2 * variances)
+        log_norm = weights.clamp_min(1e-12).log() - 0.5 * torch.log(2 * math.pi * variances.clamp_min(floor))
+        log_p = log_norm - diff ** 2 / (2 * variances)  # (N, k) log of weight * density
         resp = log_p.softmax(dim=1)  # (N, k)
         nk = resp.sum(dim=0)  # (k,)
         alive = nk > 1e-8  # an emptied component keeps its parameters (its weight is ~0 anyway)

@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(cfg: RunConfig, run_dir: Path, progress: bool) -> int:
-    from autoal.loop import run  # heavy imports after the arguments are known to be good
+    from autoal.data import load_dataset
+    from autoal.loop import check_sizes, run  # heavy imports after the arguments are known to be good
+
+    data = load_dataset(cfg.dataset, cfg.data_root, cfg.size)  # bad data fails before anything is shown
+    check_sizes(cfg, len(data.train))
 
     print(f"run folder: {run_dir}", flush=True)
     bar = step_bar = None
@@ -85,7 +89,7 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool) -> int:
             print(line, flush=True)
 
     try:
-        summary = run(cfg, run_dir, on_round=on_round, on_progress=on_progress if progress else None)
+        summary = run(cfg, run_dir, data=data, on_round=on_round, on_progress=on_progress if progress else None)
     finally:
         for b in (step_bar, bar):
             if b is not None:

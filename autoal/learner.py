@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from autoal.data import ImageDataset, Split
 from autoal.models import Classifier, build_classifier
 from autoal.outputs import PoolOutputs
-from autoal.rng import torch_seeded
+from autoal.rng import dropout_generator
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,9 @@ class Learner:
 
     # -- models ---------------------------------------------------------------------------
     def new_model(self, seed: int) -> Classifier:
-        with torch_seeded(seed, self.device):
-            model = build_classifier(self.settings.backbone, self.data.channels, self.data.image_size,
-                                     self.data.n_classes, self.settings.dropout)
-        return model.to(self.device)
+        model = build_classifier(self.settings.backbone, self.data.channels, self.data.image_size,
+                                 self.data.n_classes, self.settings.dropout, generator=torch.Generator().manual_seed(seed))
+        return model.to(self.device)  # initialised on the CPU: the same weights on every device
 
     def batch(self, split: Split, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Normalised images (B, C, H, W) and labels (B,) of ``rows`` of a split, on the device."""
@@ -81,7 +80,7 @@ class Learner:
         opt = torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
         order_gen = torch.Generator().manual_seed(seed)
         model.train()
-        with torch_seeded(seed + 1, self.device):
+        with dropout_generator(model, torch.Generator(device=self.device).manual_seed(seed + 1)):
             order = torch.empty(0, dtype=torch.long)
             for step in range(steps):
                 if self.progress is not None:
@@ -163,7 +162,8 @@ def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, m
     want_emb = "embeddings" in needs
     head_only = isinstance(model, Classifier) and not dropout_modules(model.backbone)
     probs, mc, embs = [], [], []
-    with training_flags_kept(model), torch.inference_mode(), torch_seeded(seed, device):
+    mc_gen = torch.Generator(device=device).manual_seed(seed)  # the MC-dropout masks
+    with training_flags_kept(model), torch.inference_mode(), dropout_generator(model, mc_gen):
         model.eval()
         for start in range(0, len(rows), batch_size):
             x = load(rows[start:start + batch_size])

@@ -6,8 +6,13 @@ dropout can resample only the head: T samples cost one backbone pass and T cheap
 
 from __future__ import annotations
 
+import math
+from typing import Callable, TypeVar
+
 import torch
 from torch import Tensor, nn
+
+M = TypeVar("M", bound=nn.Module)
 
 BACKBONES = ("cnn", "resnet18")
 
@@ -73,9 +78,43 @@ def build_backbone(name: str, in_channels: int, image_size: int) -> tuple[nn.Mod
 
 
 def build_classifier(name: str, in_channels: int, image_size: int, n_classes: int,
-                     dropout: float = 0.5) -> Classifier:
-    backbone, dim = build_backbone(name, in_channels, image_size)
-    return Classifier(backbone, dim, n_classes, dropout)
+                     dropout: float = 0.5, generator: torch.Generator | None = None) -> Classifier:
+    """The task model; with ``generator`` its weights are drawn from it (see ``initialised``)."""
+    def build() -> Classifier:
+        backbone, dim = build_backbone(name, in_channels, image_size)
+        return Classifier(backbone, dim, n_classes, dropout)
+
+    return build() if generator is None else initialised(build, generator)
+
+
+def initialised(build: Callable[[], M], generator: torch.Generator) -> M:
+    """``build()`` with every weight drawn from ``generator``: reproducible without seeding torch.
+
+    Module constructors draw their default initialisation from torch's global RNG; those draws are
+    made inside fork_rng, so the caller's RNG state does not move, and then overwritten.
+    """
+    with torch.random.fork_rng(devices=[]):
+        module = build()
+    return init_weights(module, generator)
+
+
+def init_weights(module: M, generator: torch.Generator) -> M:
+    """Convolutions: He normal (fan_out, ReLU), as torchvision's ResNet; linear layers: PyTorch's
+    default uniform; normalisation layers: weight 1, bias 0. Parameters of other module types are
+    left as they are."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                bound = 1.0 / math.sqrt(m.in_features) if m.in_features else 0.0
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+        elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+            m.reset_parameters()  # deterministic
+    return module
 
 
 def resolve_backbone(name: str, device: torch.device) -> str:

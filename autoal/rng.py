@@ -1,16 +1,19 @@
 """Reproducible randomness: every random choice in a run derives from (seed, purpose, round).
 
 Deriving per-round seeds (instead of carrying one generator through the run) is what makes a
-resumed run give exactly the results of an uninterrupted one.
+resumed run give exactly the results of an uninterrupted one. All randomness goes through
+explicit ``torch.Generator`` objects; torch's global RNG is never seeded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from typing import Iterator
 
 import torch
+from torch import Tensor, nn
 
 
 def derive_seed(seed: int, *keys: object) -> int:
@@ -19,20 +22,33 @@ def derive_seed(seed: int, *keys: object) -> int:
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
 
 
-def generator(seed: int, *keys: object) -> torch.Generator:
-    """A CPU torch.Generator seeded by ``derive_seed``."""
-    return torch.Generator().manual_seed(derive_seed(seed, *keys))
+def generator(seed: int, *keys: object, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch.Generator on ``device`` seeded by ``derive_seed(seed, *keys)``."""
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, *keys))
+
+
+def _dropout_with(layer: nn.Dropout, gen: torch.Generator, x: Tensor) -> Tensor:
+    if not layer.training or layer.p == 0.0:
+        return x
+    if layer.p == 1.0:
+        return torch.zeros_like(x)
+    keep = torch.empty_like(x).bernoulli_(1.0 - layer.p, generator=gen)
+    return x * keep / (1.0 - layer.p)
 
 
 @contextlib.contextmanager
-def torch_seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
-    """Run a block under a fixed torch RNG state, restoring the caller's state afterwards.
+def dropout_generator(model: nn.Module, gen: torch.Generator) -> Iterator[None]:
+    """Inside the block, every ``nn.Dropout`` of ``model`` draws its masks from ``gen``.
 
-    Weight initialisation and nn.Dropout draw from torch's global RNG and take no Generator, so
-    this is the one place the global RNG is seeded; fork_rng keeps the seeding from leaking.
+    nn.Dropout takes no Generator and would draw from torch's global RNG; this swaps in the same
+    computation (Bernoulli mask / (1 - p)) for the block and restores the layers afterwards.
+    Other dropout kinds (Dropout2d, AlphaDropout, ...) of third-party models keep the global RNG.
     """
-    device = torch.device(device)
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)  # scoped by fork_rng above
+    layers = [m for m in model.modules() if type(m) is nn.Dropout]
+    for layer in layers:
+        layer.forward = functools.partial(_dropout_with, layer, gen)  # instance attribute shadows the method
+    try:
         yield
+    finally:
+        for layer in layers:
+            del layer.forward

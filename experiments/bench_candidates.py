@@ -27,7 +27,6 @@ import torch
 from autoal.learner import infer_pool
 from autoal.models import build_classifier
 from autoal.registry import needs_of, run_candidate
-from autoal.rng import torch_seeded
 
 SEVEN = ("entropy", "margin", "least_confidence", "bald", "var_ratio", "mean_std", "kmeans")
 
@@ -62,8 +61,8 @@ def main(argv: list[str] | None = None) -> None:
                           else "cpu" if args.device == "auto" else args.device)
     gen = torch.Generator().manual_seed(args.seed)
     images = torch.randint(0, 256, (args.n, 3, 28, 28), dtype=torch.uint8, generator=gen)  # the pool
-    with torch_seeded(args.seed, device):
-        model = build_classifier("cnn", 3, 28, args.classes).to(device).eval()  # untrained, fixed seed
+    model = build_classifier("cnn", 3, 28, args.classes, generator=torch.Generator().manual_seed(args.seed))
+    model = model.to(device).eval()  # untrained, fixed seed
     mean = torch.full((1, 3, 1, 1), 0.5, device=device)
 
     def load(rows: torch.Tensor) -> torch.Tensor:

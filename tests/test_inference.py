@@ -20,8 +20,7 @@ def data():
 
 
 def _model(seed: int = 0, backbone_dropout: bool = False) -> Classifier:
-    torch.manual_seed(seed)
-    model = build_classifier("cnn", 1, 8, N_CLASSES, dropout=0.5)
+    model = build_classifier("cnn", 1, 8, N_CLASSES, dropout=0.5, generator=torch.Generator().manual_seed(seed))
     if backbone_dropout:  # dropout inside the backbone: MC samples need full passes
         model.backbone = nn.Sequential(*model.backbone[:3], nn.Dropout(0.3), *model.backbone[3:])
     _give_bn_statistics(model)
@@ -189,3 +188,29 @@ def test_learner_infer_and_evaluate(data):
     assert out.n == 24 and out.mc_probs.shape == (3, 24, N_CLASSES)
     acc, auc = learner.evaluate(model)
     assert 0.0 <= acc <= 1.0 and 0.0 <= auc <= 1.0
+
+
+def test_training_and_model_building_do_not_touch_the_global_rng(data):
+    learner = Learner(data, TrainSettings(epochs=1, min_steps=5), torch.device("cpu"))
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    a = learner.fit(torch.arange(16), seed=3)
+    assert torch.equal(torch.rand(3), expected)
+    b = learner.fit(torch.arange(16), seed=3)  # same seed, same weights, whatever the global state
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
+
+
+def test_dropout_generator_draws_masks_from_the_generator_and_restores_the_layer():
+    from autoal.rng import dropout_generator
+
+    layer = nn.Sequential(nn.Dropout(0.5)).train()
+    x = torch.ones(1000)
+    with dropout_generator(layer, torch.Generator().manual_seed(0)):
+        first = layer(x)
+    with dropout_generator(layer, torch.Generator().manual_seed(0)):
+        again = layer(x)
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    assert set(first.unique().tolist()) == {0.0, 2.0} and 400 < int((first == 0).sum()) < 600
+    assert "forward" not in vars(layer[0])  # the layer is its plain self again

@@ -30,10 +30,10 @@ from torch import Tensor, nn
 
 from autoal.errors import UserError
 from autoal.learner import Learner
-from autoal.models import build_backbone, resolve_backbone, small_cnn
+from autoal.models import build_backbone, initialised, resolve_backbone, small_cnn
 from autoal.outputs import PoolOutputs
 from autoal.registry import get_candidate, needs_of, run_candidate, top_k_rows
-from autoal.rng import derive_seed, generator, torch_seeded
+from autoal.rng import derive_seed, dropout_generator, generator
 from autoal.selectors import RoundContext, Selection, Selector, register_selector
 
 log = logging.getLogger(__name__)
@@ -338,8 +338,9 @@ class AutoALSelector(Selector):
         data = learner.data
         name = self.cfg.searchnet_backbone
         name = learner.settings.backbone if name == "auto" else resolve_backbone(name, learner.device)
-        with torch_seeded(derive_seed(self.cfg.seed, "searchnet-init"), learner.device):
-            net = build_searchnet(name, self.cfg.searchnet_width, data.channels, data.image_size, len(self.candidates))
+        net = initialised(lambda: build_searchnet(name, self.cfg.searchnet_width, data.channels, data.image_size,
+                                                  len(self.candidates)),
+                          generator(self.cfg.seed, "searchnet-init"))
         self.searchnet = net.to(learner.device)
         # created once, kept across steps and rounds (its moments are in the checkpoint)
         self.optimizer = torch.optim.Adam([{"params": self.searchnet.search_parameters()},
@@ -389,7 +390,7 @@ class AutoALSelector(Selector):
         val_batches = aligned_batches(len(l_val), cfg.search_batch_size, cfg.search_steps, order)
         tr_batches = aligned_batches(len(l_tr), cfg.search_batch_size, cfg.search_steps, order)
         sums = {"grad_norm": 0.0, "loss_search": 0.0, "loss_fit": 0.0, "loss_rank": 0.0}
-        with torch_seeded(derive_seed(ctx.seed, "search"), learner.device):  # FitNet's dropout
+        with dropout_generator(fitnet, generator(ctx.seed, "search", device=learner.device)):  # FitNet's dropout
             for vb, tb in zip(val_batches, tr_batches):
                 val = learner.batch(learner.data.train, l_val[vb])
                 tr = learner.batch(learner.data.train, l_tr[tb])

@@ -36,6 +36,12 @@ def _pyplot():
     return plt
 
 
+def line_style(i: int) -> dict[str, str]:
+    """Colour and dash of the i-th line: the 10 colours of the cycle, then dashed, then dotted
+    (a sweep of more than ten methods would otherwise reuse colours indistinguishably)."""
+    return {"color": f"C{i % 10}", "linestyle": ("-", "--", ":")[(i // 10) % 3]}
+
+
 def plot_curves(results: Sequence[RunResult], methods: Sequence[str], path: Path, title: str = "") -> bool:
     """Write curves.png; False when no method has a finished run."""
     curves = mean_curves(results, methods)
@@ -43,8 +49,9 @@ def plot_curves(results: Sequence[RunResult], methods: Sequence[str], path: Path
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
-    for method, c in curves.items():
-        (line,) = ax.plot(c.labels, c.mean, marker="o", markersize=3, label=f"{method} (n={c.n})")
+    for i, (method, c) in enumerate(curves.items()):
+        (line,) = ax.plot(c.labels, c.mean, marker="o", markersize=3, label=f"{method} (n={c.n})",
+                          **line_style(i))
         # accuracy lives in [0, 1]; an unclipped ±std band of few seeds pokes out of it
         low, high = (c.mean - c.std).clip(0, 1), (c.mean + c.std).clip(0, 1)
         ax.fill_between(c.labels, low, high, color=line.get_color(), alpha=0.15)
@@ -73,8 +80,8 @@ def plot_weights(results: Sequence[RunResult], methods: Sequence[str], path: Pat
 
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
     for ax, (method, what, series) in zip(axes[0], panels):
-        for name, (rounds, values) in sorted(series.items()):
-            ax.plot(rounds, values, marker="o", markersize=3, label=name)
+        for i, (name, (rounds, values)) in enumerate(sorted(series.items())):
+            ax.plot(rounds, values, marker="o", markersize=3, label=name, **line_style(i))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("round")
         ax.set_ylabel(what)

@@ -95,24 +95,33 @@ def needs_of(names: list[str] | tuple[str, ...]) -> frozenset[str]:
     return frozenset().union(*(get_candidate(n).needs for n in names)) if names else frozenset()
 
 
-def _call(name: str, outputs: PoolOutputs, budget: int, seed_or_gen: int | torch.Generator) -> tuple[Candidate, Tensor]:
-    """Run a candidate with the budget clipped to the pool; an int seeds a fresh CPU generator."""
+def _call(name: str, outputs: PoolOutputs, budget: int,
+          seed_or_gen: int | torch.Generator) -> tuple[Candidate, Tensor, torch.Generator]:
+    """Run a candidate with the budget clipped to the pool; an int seeds a fresh CPU generator.
+
+    Returns the generator too: ``candidate_choice`` breaks the ranking's ties with what is left of it.
+    """
     cand = get_candidate(name)
     gen = seed_or_gen if isinstance(seed_or_gen, torch.Generator) else torch.Generator().manual_seed(int(seed_or_gen))
-    return cand, cand.fn(outputs, budget=min(budget, outputs.n), generator=gen)
+    return cand, cand.fn(outputs, budget=min(budget, outputs.n), generator=gen), gen
 
 
 def candidate_choice(name: str, outputs: PoolOutputs, *, budget: int,
                      generator: int | torch.Generator = 0) -> Tensor:
-    """The ``budget`` distinct rows the candidate would query, best first."""
-    cand, result = _call(name, outputs, budget, generator)
-    return result.long() if cand.kind == "set" else top_k_rows(result, min(budget, outputs.n))
+    """The ``budget`` distinct rows the candidate would query, best first.
+
+    Tied scores are ordered at random by the same generator the candidate drew from, after the
+    candidate has run: var_ratio has at most T+1 distinct values, so "lowest row first" would let
+    the pool's file order choose much of a batch.
+    """
+    cand, result, gen = _call(name, outputs, budget, generator)
+    return result.long() if cand.kind == "set" else top_k_rows(result, min(budget, outputs.n), generator=gen)
 
 
 def run_candidate(name: str, outputs: PoolOutputs, *, budget: int,
                   generator: int | torch.Generator = 0) -> Tensor:
     """Per-sample values (N,) of a candidate; set-valued candidates give a 0/1 column."""
-    cand, result = _call(name, outputs, budget, generator)
+    cand, result, _ = _call(name, outputs, budget, generator)
     if cand.kind == "score":
         return result
     column = torch.zeros(outputs.n, dtype=torch.float32, device=result.device)
@@ -120,7 +129,20 @@ def run_candidate(name: str, outputs: PoolOutputs, *, budget: int,
     return column
 
 
-def top_k_rows(scores: Tensor, k: int) -> Tensor:
-    """Rows of the k highest scores; ties broken by the lower row (stable, device independent)."""
-    order = torch.sort(scores.float(), descending=True, stable=True).indices
-    return order[:k]
+def top_k_rows(scores: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """Rows (k,) of the k highest scores (N,), best first, on the device of ``scores``.
+
+    With a ``generator``, tied scores are ordered by a random permutation drawn from it: permute
+    the rows, sort stably, map back. The picks are exactly k distinct rows, the same for the same
+    generator state, and among equal scores every row is equally likely. The generator advances
+    by one permutation of N (a CPU generator also serves scores on CUDA).
+
+    ``generator=None`` breaks ties by the lower row (stable, device independent). It exists for
+    callers that hold no generator; every selector has its round's generator and should pass it.
+    """
+    n = scores.shape[0]
+    if generator is None:
+        return torch.sort(scores.float(), descending=True, stable=True).indices[:k]
+    perm = torch.randperm(n, generator=generator, device=generator.device).to(scores.device)  # (N,)
+    order = torch.sort(scores.float()[perm], descending=True, stable=True).indices[:k]  # positions in perm
+    return perm[order]

@@ -100,3 +100,56 @@ def test_broken_plugin_is_logged_not_fatal(tmp_path, monkeypatch, restore_regist
     monkeypatch.setattr(registry, "_loaded", False)
     assert "entropy" in list_candidates()
     assert "could not load candidate plug-in broken" in caplog.text
+
+
+# -- top-k with random tie-breaking --------------------------------------------------------------
+def _var_ratio_like(n: int = 200) -> torch.Tensor:
+    """Scores with T+1 = 3 distinct values, as var_ratio gives: 60 rows tie at the top value."""
+    scores = torch.zeros(n)
+    scores[torch.arange(0, n, 3)[:60]] = 0.5  # rows 0, 3, ..., 177: the top tier
+    scores[torch.arange(1, n, 3)[:40]] = 0.25
+    return scores
+
+
+def test_top_k_ties_are_broken_by_the_generator():
+    scores, k = _var_ratio_like(), 20
+    top_tier = set(torch.arange(0, 200, 3)[:60].tolist())
+    picks = {seed: registry.top_k_rows(scores, k, generator=torch.Generator().manual_seed(seed)) for seed in range(4)}
+    for rows in picks.values():
+        assert rows.shape == (k,) and rows.dtype == torch.long and len(rows.unique()) == k
+        assert set(rows.tolist()) <= top_tier  # still the k highest scores
+    lowest = sorted(top_tier)[:k]
+    assert all(sorted(rows.tolist()) != lowest for rows in picks.values())  # not "lowest row wins"
+    assert len({tuple(rows.tolist()) for rows in picks.values()}) == 4  # other seeds, other picks
+    again = registry.top_k_rows(scores, k, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(again, picks[2])  # the same generator state, the same picks
+
+
+def test_top_k_orders_distinct_scores_best_first_and_spans_tiers():
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.5, 0.3])
+    rows = registry.top_k_rows(scores, 4, generator=torch.Generator().manual_seed(0))
+    assert rows[0] == 1 and set(rows[1:3].tolist()) == {2, 3} and rows[3] == 4
+    assert registry.top_k_rows(scores, 4).tolist() == [1, 2, 3, 4]  # no generator: the lower row first
+
+
+def test_tied_picks_are_uniform_over_the_tied_rows():
+    scores = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])  # four rows tie, k = 1
+    g = torch.Generator().manual_seed(0)
+    counts = torch.bincount(torch.cat([registry.top_k_rows(scores, 1, generator=g) for _ in range(2000)]), minlength=6)
+    assert counts[1] == 0 and counts[4] == 0
+    assert (counts[[0, 2, 3, 5]] > 400).all()  # each of the four about 500 times
+
+
+def test_candidate_choice_breaks_var_ratio_ties_with_its_generator():
+    """MC samples that agree everywhere except on a few rows: var_ratio is 0 for most of the pool."""
+    n, t = 50, 4
+    probs = torch.zeros(t, n, 3)
+    probs[..., 0] = 1.0
+    probs[:2, 40:, 0], probs[:2, 40:, 1] = 0.0, 1.0  # rows 40..49: two of four samples vote class 1
+    out = PoolOutputs(n=n, mc_probs=probs)
+    a = registry.candidate_choice("var_ratio", out, budget=15, generator=torch.Generator().manual_seed(0))
+    b = registry.candidate_choice("var_ratio", out, budget=15, generator=torch.Generator().manual_seed(1))
+    assert set(a[:10].tolist()) == set(range(40, 50)) == set(b[:10].tolist())  # the real signal first
+    assert a[10:].tolist() != list(range(5)) and a[10:].tolist() != b[10:].tolist()  # the ties: at random
+    again = registry.candidate_choice("var_ratio", out, budget=15, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again, b)

@@ -1,4 +1,5 @@
-"""Datasets: MedMNIST (official npz files), sklearn's bundled 8x8 digits, any npz in MedMNIST layout.
+"""Datasets: MedMNIST (official npz files), sklearn's bundled 8x8 digits, any npz in MedMNIST layout,
+and torchvision's MNIST, Fashion-MNIST, CIFAR-10/100 and SVHN (autoal/torchvision_data.py).
 
 Images are kept as uint8 (N, C, H, W) and normalised per batch on the device, so even the
 224-pixel sets cost one byte per pixel in memory. The train split is the pool, the test split
@@ -64,7 +65,9 @@ class ImageDataset:
 
 
 def known_datasets() -> list[str]:
-    return ["digits", *MEDMNIST_2D, "npz:PATH"]
+    from autoal.torchvision_data import TORCHVISION_SETS  # here, not at the top: it imports this module
+
+    return ["digits", *MEDMNIST_2D, *TORCHVISION_SETS, "npz:PATH"]
 
 
 def load_dataset(name: str, data_root: str | Path = "data", size: int = 28) -> ImageDataset:
@@ -82,6 +85,10 @@ def load_dataset(name: str, data_root: str | Path = "data", size: int = 28) -> I
         raise UserError(f"{lowered} is a 3D MedMNIST set; only 2D sets are supported: {', '.join(MEDMNIST_2D)}")
     if lowered in MEDMNIST_2D:
         return _medmnist(lowered, Path(data_root).expanduser(), size)
+    from autoal.torchvision_data import TORCHVISION_SETS, load_torchvision
+
+    if lowered in TORCHVISION_SETS:  # mnist, fashionmnist, cifar10, cifar100, svhn
+        return load_torchvision(lowered, data_root, size)
     raise UserError(f"unknown dataset {name!r}; known: {', '.join(known_datasets())}")
 
 

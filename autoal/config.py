@@ -28,9 +28,11 @@ def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any
 class RunConfig:
     # --- data ---
     dataset: str = _opt("digits", "digits (sklearn's bundled 8x8 set, offline), a MedMNIST 2D set "
-                                  "(pathmnist, organcmnist, tissuemnist, ...) or npz:PATH in MedMNIST layout")
-    data_root: str = _opt("data", "folder holding the official MedMNIST NAME.npz files")
-    size: int = _opt(28, "MedMNIST image size: 28, 64, 128 or 224")
+                                  "(pathmnist, organcmnist, tissuemnist, ...), a torchvision set (mnist, "
+                                  "fashionmnist, cifar10, cifar100, svhn) or npz:PATH in MedMNIST layout")
+    data_root: str = _opt("data", "folder holding the official MedMNIST NAME.npz files; for the torchvision "
+                                  "sets their download/cache folder (downloads only where a network exists)")
+    size: int = _opt(28, "MedMNIST image size: 28, 64, 128 or 224 (torchvision sets keep their native 28 or 32)")
     # --- active learning ---
     strategy: str = _opt("autoal", "query strategy: autoal, albl, selectal or any registered candidate "
                                    "(entropy, margin, least_confidence, bald, var_ratio, mean_std, kmeans, typiclust, random, ...)")

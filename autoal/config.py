@@ -43,12 +43,19 @@ class RunConfig:
     # --- task model ---
     backbone: str = _opt("auto", "task model: auto (resnet18 on CUDA, cnn on CPU), cnn or resnet18",
                          ("auto", "cnn", "resnet18"))
-    epochs: int = _opt(50, "training epochs per round (at least --min-steps optimiser steps)")
-    min_steps: int = _opt(100, "minimum optimiser steps per training, so tiny labeled sets still fit")
+    epochs: int = _opt(80, "training epochs per round (at least --min-steps optimiser steps)")
+    min_steps: int = _opt(200, "minimum optimiser steps per training, so tiny labeled sets still fit")
     batch_size: int = _opt(32, "training batch size")
     lr: float = _opt(1e-3, "Adam learning rate of the task model")
     weight_decay: float = _opt(5e-4, "Adam weight decay of the task model")
-    dropout: float = _opt(0.5, "dropout rate of the classifier head (also used for MC sampling)")
+    dropout: float = _opt(0.5, "dropout rate before the head's last layer; the dropout after the convolutions "
+                               "uses half of it (Gal et al. 2017: 0.5 and 0.25); also used for MC sampling")
+    augment: str = _opt("auto", "training augmentation on the device: auto (the dataset's default: shift for "
+                                "digits and anatomy, shift-hflip for natural images, shift-flip for microscopy), "
+                                "none, shift (translations up to a tenth of the side), shift-hflip, shift-flip",
+                        ("auto", "none", "shift", "shift-hflip", "shift-flip"))
+    schedule: str = _opt("cosine", "learning rate over one training: cosine (from --lr to 0) or constant",
+                         ("cosine", "constant"))
     warm_start: bool = _opt(False, "continue training last round's model instead of training from scratch")
     mc_samples: int = _opt(20, "MC-dropout samples T for bald, var_ratio and mean_std")
     eval_batch_size: int = _opt(512, "batch size of pool inference and evaluation")

@@ -17,25 +17,57 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autoal.augment import augment_batch, resolve_augment
 from autoal.data import ImageDataset, Split
 from autoal.models import Classifier, build_classifier
 from autoal.outputs import PoolOutputs
-from autoal.rng import dropout_generator
+from autoal.rng import derive_seed, dropout_generator
 
 log = logging.getLogger(__name__)
+
+
+SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     backbone: str = "cnn"
-    epochs: int = 50
+    epochs: int = 80
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 5e-4
     dropout: float = 0.5
-    min_steps: int = 100  # tiny labeled sets still get enough optimiser steps to fit
+    min_steps: int = 200  # tiny labeled sets still get enough optimiser steps to fit
     eval_batch_size: int = 512
     mc_samples: int = 20
+    augment: str = "auto"  # see autoal.augment: auto | none | shift | shift-hflip | shift-flip
+    schedule: str = "cosine"  # learning rate over the steps of one fit: cosine (to 0) or constant
+
+
+def train_steps(n: int, batch_size: int, epochs: int, min_steps: int) -> int:
+    """Optimiser steps of one fit on ``n`` labeled samples: max(epochs * ceil(n / batch), min_steps).
+
+    Proportional to the labeled set once it spans more than min_steps / epochs batches (the
+    ordinary "E epochs" rule), and a floor below that: 20 labels are one batch, and 80 epochs of
+    one batch do not fit a network from scratch. With the defaults (80 epochs, floor 200, batch 32)
+    20 labels get 200 steps, 100 labels 320 and 220 labels 560: 1.6-2x the earlier recipe's steps
+    (50 epochs, floor 100), inside the 2x cost limit of issue 8 with room for a loaded machine.
+    """
+    return max(epochs * math.ceil(n / batch_size), min_steps) if n > 0 else 0
+
+
+def learning_rate(step: int, steps: int, base: float, schedule: str) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of ``steps``.
+
+    cosine: base * (1 + cos(pi * step / steps)) / 2, from base at the first step towards 0 at the
+    last; the low-rate end settles the weights of a model that must be compared across rounds
+    (its last-step noise would otherwise show in every acquisition score). constant: base.
+    """
+    if schedule == "constant":
+        return base
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * step / max(steps, 1)))
+    raise ValueError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
 
 
 #: Progress callback: (phase, done, total), e.g. ("train", 120, 400); the CLI draws it as a bar.
@@ -65,7 +97,10 @@ class Learner:
             split: Split | None = None, sample_weight: Tensor | None = None) -> Classifier:
         """Train on ``rows`` of the pool (or of ``split``) with cross-entropy; a fresh model unless given.
 
-        Steps = max(epochs * ceil(n / batch), min_steps); shuffling and dropout are seeded.
+        ``train_steps`` steps of Adam, the learning rate following ``learning_rate``, each batch
+        augmented on the device (``autoal.augment``; ``augment="auto"`` picks the dataset's mode).
+        Shuffling, augmentation and dropout are seeded by ``seed``. No early stopping: nothing of
+        the labeled set is held out and the test split is never looked at.
         """
         split = split or self.data.train
         s = self.settings
@@ -75,10 +110,11 @@ class Learner:
         if len(rows) == 0:
             return model
         n = len(rows)
-        per_epoch = math.ceil(n / s.batch_size)
-        steps = max(s.epochs * per_epoch, s.min_steps)
+        steps = train_steps(n, s.batch_size, s.epochs, s.min_steps)
+        mode = resolve_augment(s.augment, self.data.name)
         opt = torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
         order_gen = torch.Generator().manual_seed(seed)
+        augment_gen = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "augment"))
         model.train()
         with dropout_generator(model, torch.Generator(device=self.device).manual_seed(seed + 1)):
             order = torch.empty(0, dtype=torch.long)
@@ -91,9 +127,12 @@ class Learner:
                 if len(take) == 1 and n > 1:  # BatchNorm cannot train on a batch of one
                     take = torch.cat([take, torch.randperm(n, generator=order_gen)[:1]])
                 x, y = self.batch(split, rows[take])
+                x = augment_batch(x, mode, augment_gen)
                 loss = F.cross_entropy(model(x), y, reduction="none")
                 if sample_weight is not None:
                     loss = loss * sample_weight[take].to(self.device)
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(step, steps, s.lr, s.schedule)
                 opt.zero_grad(set_to_none=True)
                 loss.mean().backward()
                 opt.step()
@@ -151,12 +190,29 @@ def mc_dropout(model: nn.Module) -> Iterator[None]:
         yield
 
 
+def mc_full_passes(model: nn.Module, x: Tensor, mc_samples: int, max_batch: int) -> Tensor:
+    """Logits (T, B, C) of T full stochastic passes over the batch ``x`` (B, ...), batched.
+
+    The batch is repeated T times along the batch axis and goes through the model in one forward
+    (in chunks of at most ``max_batch`` rows), so each dropout layer draws the T copies' masks in
+    one call. Copy t of image i is row t * b + i of a chunk of b images. Dropout must be on and
+    BatchNorm in eval mode (``mc_dropout``): in train mode BatchNorm would mix the copies.
+    """
+    per_chunk = max(1, max_batch // mc_samples)  # images per forward, each repeated T times
+    out = []
+    for start in range(0, len(x), per_chunk):
+        chunk = x[start:start + per_chunk]
+        logits = model(chunk.repeat(mc_samples, *(1,) * (chunk.dim() - 1)))  # (T * b, C)
+        out.append(logits.view(mc_samples, len(chunk), -1))
+    return torch.cat(out, dim=1)
+
+
 def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, mc_samples: int,
                batch_size: int, seed: int, device: torch.device) -> PoolOutputs:
     """PoolOutputs over ``rows``; ``load(rows) -> images on device``. Memory is bounded by the batch.
 
     When dropout lives only in the head (our models), MC samples resample just the head on the
-    batch's embeddings; otherwise each sample is a full pass with dropout layers on.
+    batch's embeddings; otherwise the T samples are full passes, batched (``mc_full_passes``).
     """
     want_mc = "mc_probs" in needs and mc_samples > 0
     want_emb = "embeddings" in needs
@@ -180,7 +236,7 @@ def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, m
                     if head_only:  # one call: dropout draws independent masks for each of T copies
                         logits = model.head(emb.unsqueeze(0).expand(mc_samples, *emb.shape))  # (T, B, C)
                     else:
-                        logits = torch.stack([model(x) for _ in range(mc_samples)])
+                        logits = mc_full_passes(model, x, mc_samples, batch_size)
                 mc.append(logits.softmax(dim=2))
     n = len(rows)
     return PoolOutputs(

@@ -61,7 +61,8 @@ def make_learner(cfg: RunConfig, data: ImageDataset, device: torch.device,
     settings = TrainSettings(backbone=resolve_backbone(cfg.backbone, device), epochs=cfg.epochs,
                              batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                              dropout=cfg.dropout, min_steps=cfg.min_steps,
-                             eval_batch_size=cfg.eval_batch_size, mc_samples=cfg.mc_samples)
+                             eval_batch_size=cfg.eval_batch_size, mc_samples=cfg.mc_samples,
+                             augment=cfg.augment, schedule=cfg.schedule)
     return Learner(data, settings, device, progress)
 
 

@@ -9,6 +9,8 @@ is for evaluation; the val split is there for whoever needs it.
 from __future__ import annotations
 
 import logging
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,26 +110,24 @@ def _medmnist(flag: str, root: Path, size: int) -> ImageDataset:
         url = info[f"url{suffix}"].removesuffix("?download=1")
         raise UserError(f"missing {path}: download {url} (MD5 {info[f'MD5{suffix}']}) into {root} "
                         f"or pass --data-root DIR holding {path.name}")
-    data = _from_npz(path, name=flag if size == 28 else f"{flag}_{size}")
-    expected = len(INFO[flag]["label"])
-    if data.n_classes > expected:
-        raise UserError(f"{path} has labels up to {data.n_classes - 1} but {flag} has {expected} classes; "
-                        f"re-download the official file")
-    return _with_classes(data, expected)
+    # the set's own class count: labels are checked against it, not inferred from the largest one
+    return _from_npz(path, name=flag if size == 28 else f"{flag}_{size}", n_classes=len(INFO[flag]["label"]),
+                     fix="re-download the official file")
 
 
-def _with_classes(data: ImageDataset, n_classes: int) -> ImageDataset:
-    return ImageDataset(data.name, data.train, data.val, data.test, n_classes, data.mean, data.std)
-
-
-def _from_npz(path: Path, name: str) -> ImageDataset:
+def _from_npz(path: Path, name: str, n_classes: int | None = None,
+              fix: str = "save integer class indices 0..C-1") -> ImageDataset:
+    """An npz in MedMNIST layout. ``n_classes`` None: the classes are 0..max label, all present in train."""
     if not path.is_file():
         raise UserError(f"no npz file at {path}; give --dataset npz:PATH with keys "
                         f"train_images, train_labels, test_images, test_labels (val_* optional)")
     try:
-        archive = np.load(path)
+        archive = np.load(path)  # allow_pickle stays False: an object array inside is refused, never run
     except Exception as exc:  # corrupt or not an npz at all
         raise UserError(f"cannot read {path} as an npz file ({exc}); re-download or re-create it") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a lone .npy array renamed .npz
+        raise UserError(f"{path} is a single .npy array, not an npz archive; save it with numpy.savez "
+                        f"under the keys train_images, train_labels, test_images, test_labels")
     with archive:
         required = ["train_images", "train_labels", "test_images", "test_labels"]
         required += [f"val_{k}" for k in ("images", "labels") if "val_images" in archive.files or "val_labels" in archive.files]
@@ -136,18 +136,81 @@ def _from_npz(path: Path, name: str) -> ImageDataset:
             raise UserError(f"{path} lacks keys {', '.join(missing)}; MedMNIST layout has "
                             f"{{train,val,test}}_images and {{train,val,test}}_labels (found: {', '.join(archive.files)})")
         try:
+            _check_declared_sizes(path, archive)  # before any member is read whole
             splits = {s: _split(path, s, archive[f"{s}_images"], archive[f"{s}_labels"])
                       for s in SPLITS if f"{s}_images" in archive.files}
-        except ValueError as exc:  # e.g. object arrays, which np.load refuses without pickle
-            raise UserError(f"{path}: cannot read its arrays ({exc}); save plain uint8 images and integer labels") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            # object arrays (np.load refuses them without pickle), corrupted members, bad CRCs
+            raise UserError(f"{path}: cannot read its arrays ({_first_line(exc)}); re-download or re-create it, "
+                            f"with plain uint8 images and integer labels") from None
+        except MemoryError:
+            raise UserError(f"{path}: its arrays do not fit in memory; use a smaller --size or a machine "
+                            f"with more memory") from None
     if "val" not in splits:
         empty = splits["train"]
         splits["val"] = Split(empty.images[:0], empty.labels[:0])
     shapes = {s: tuple(sp.images.shape[1:]) for s, sp in splits.items() if len(sp)}
     if len(set(shapes.values())) > 1:
         raise UserError(f"{path}: splits have different image shapes {shapes}; all must match")
-    n_classes = int(max(int(sp.labels.max()) for sp in splits.values() if len(sp))) + 1
+    n_classes = check_labels(path, name, splits, n_classes, fix)
     return _assemble(name, splits["train"], splits["val"], splits["test"], n_classes)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_declared_sizes(path: Path, archive: np.lib.npyio.NpzFile) -> None:
+    """Each member's .npy header must not declare more bytes than the member holds.
+
+    A crafted or damaged header (say a 10^13-byte array) otherwise makes numpy allocate it
+    before noticing the data is not there: a MemoryError, or a machine brought to its knees.
+    """
+    for info in archive.zip.infolist():
+        with archive.zip.open(info) as member:
+            try:
+                version = np.lib.format.read_magic(member)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0(member) if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0(member))
+            except ValueError as exc:
+                raise UserError(f"{path}: member {info.filename} is not an .npy array ({_first_line(exc)}); "
+                                f"re-download or re-create the file") from None
+            declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            held = info.file_size - member.tell()
+        if not dtype.hasobject and declared > held:
+            raise UserError(f"{path}: member {info.filename} declares a {shape} {dtype} array ({declared:,} bytes) "
+                            f"but holds {held:,} bytes; the file is corrupt, re-download or re-create it")
+
+
+def check_labels(path: Path, name: str, splits: dict[str, Split], n_classes: int | None, fix: str) -> int:
+    """The class count, after checking every label is a class index and the pool has two classes at least.
+
+    Without a declared count the classes are 0..max label and each must occur in the train split:
+    a stray 255 among ten digits would otherwise make a 256-class model (and 10^9 a 512 GB one).
+    """
+    if not len(splits["train"]) or not len(splits["test"]):
+        raise UserError(f"{path}: the train and test splits must not be empty")
+    present = {s: torch.unique(sp.labels) for s, sp in splits.items() if len(sp)}
+    top = max(int(u.max()) for u in present.values())
+    if n_classes is not None:
+        for s, u in present.items():
+            if int(u.max()) >= n_classes:
+                raise UserError(f"{path}: {s}_labels has label {int(u.max())} but {name} has {n_classes} classes "
+                                f"(0..{n_classes - 1}); {fix}")
+    else:
+        n_classes = top + 1
+        absent = sorted(set(range(min(n_classes, len(present["train"]) + 6))) - set(present["train"].tolist()))
+        n_absent = n_classes - len(present["train"])
+        if n_absent > 0:
+            shown = ", ".join(map(str, absent[:5])) + (", ..." if n_absent > 5 else "")
+            raise UserError(f"{path}: labels go up to {top}, but {n_absent} of the classes 0..{top} never occur "
+                            f"in train_labels ({shown}); class indices must be 0..C-1 with every class in the pool")
+    if len(present["train"]) < 2:
+        only = present["train"].tolist()
+        raise UserError(f"{path}: train_labels hold a single class ({only[0]}); active learning needs at least "
+                        f"2 classes in the pool")
+    return n_classes
 
 
 def _split(path: Path, split: str, images: np.ndarray, labels: np.ndarray) -> Split:

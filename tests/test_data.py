@@ -196,9 +196,9 @@ def test_3d_sets_are_refused(tmp_path):
 
 def test_unknown_dataset_lists_known_ones(tmp_path):
     with pytest.raises(UserError) as info:
-        load_dataset("cifar10", tmp_path)
+        load_dataset("imagenet21k", tmp_path)
     message = str(info.value)
-    assert "cifar10" in message and "digits" in message and "npz:PATH" in message
+    assert "imagenet21k" in message and "digits" in message and "npz:PATH" in message
     assert all(flag in message for flag in MEDMNIST_2D)
 
 
@@ -210,3 +210,113 @@ def test_digits_loads_with_a_deterministic_split():
     assert torch.equal(a.train.images, b.train.images) and torch.equal(a.test.labels, b.test.labels)
     assert int(a.train.images.max()) == 255 and a.train.images.dtype == torch.uint8
     assert set(a.train.labels.tolist()) == set(range(10))
+
+
+# --- damaged files: one UserError, never a traceback, never an allocation of what a header claims ---
+
+def _npz_bytes_with_member(tmp_path, name: str, member: bytes) -> bytes:
+    """An uncompressed npz whose member ``name`` holds ``member`` (raw bytes) instead of a real .npy."""
+    import zipfile
+
+    path = _write(tmp_path / "base.npz", **_arrays())
+    out = tmp_path / "crafted.npz"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, member if info.filename == name else src.read(info))
+    return out
+
+
+def test_corrupted_member_is_one_user_error(tmp_path):
+    path = tmp_path / "stored.npz"
+    np.savez(path, **_arrays())  # stored, not deflated: the bytes below are the array's own
+    blob = bytearray(path.read_bytes())
+    start = blob.index(b"train_images.npy") + 200
+    blob[start:start + 64] = bytes(64)  # the CRC no longer matches
+    path.write_bytes(bytes(blob))
+    with pytest.raises(UserError, match="cannot read its arrays"):
+        load_dataset(f"npz:{path}")
+
+
+def test_compressed_member_corruption_is_one_user_error(tmp_path):
+    path = _write(tmp_path / "deflated.npz", **_arrays())
+    blob = bytearray(path.read_bytes())
+    start = blob.index(b"train_images.npy") + 120
+    blob[start:start + 32] = b"\xff" * 32
+    path.write_bytes(bytes(blob))
+    with pytest.raises(UserError, match=str(path)):
+        load_dataset(f"npz:{path}")
+
+
+def test_npy_renamed_npz(tmp_path):
+    path = tmp_path / "single.npz"
+    with open(path, "wb") as f:
+        np.save(f, np.zeros((4, 8, 8), dtype=np.uint8))
+    with pytest.raises(UserError, match="single .npy array, not an npz archive"):
+        load_dataset(f"npz:{path}")
+
+
+def test_header_declaring_a_huge_array_is_refused_before_allocating(tmp_path, monkeypatch):
+    import io
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (10**13 // 64, 8, 8)})
+    path = _npz_bytes_with_member(tmp_path, "train_images.npy", header.getvalue() + bytes(64))
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("the array was read before its declared size was checked")
+
+    monkeypatch.setattr(np.lib.format, "read_array", no_read)
+    with pytest.raises(UserError, match=r"declares .* array \(10,000,000,000,000 bytes\) but holds 64 bytes"):
+        load_dataset(f"npz:{path}")
+
+
+def test_a_pickle_inside_an_npz_is_never_run(tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    arrays = _arrays()
+    arrays["train_labels"] = np.array([Planted()] * 24, dtype=object)
+    path = tmp_path / "planted.npz"
+    np.savez(path, **arrays)
+    assert pickle.loads(pickle.dumps(Planted())) and marker.exists()  # the payload does run when unpickled
+    marker.unlink()
+    with pytest.raises(UserError, match="cannot read its arrays"):
+        load_dataset(f"npz:{path}")
+    assert not marker.exists()
+
+
+# --- labels ---
+
+def test_a_stray_label_does_not_make_more_classes(tmp_path):
+    arrays = _arrays()
+    arrays["train_labels"][3] = 255
+    with pytest.raises(UserError, match=r"labels go up to 255, but 251 of the classes 0..255 never occur"):
+        load_dataset(f"npz:{_write(tmp_path / 'stray.npz', **arrays)}")
+
+
+def test_a_huge_label_is_refused_without_allocating(tmp_path):
+    arrays = _arrays()
+    arrays["test_labels"][0] = 10**9
+    with pytest.raises(UserError, match=r"up to 1000000000.*\(4, 5, 6, 7, 8, \.\.\.\)"):
+        load_dataset(f"npz:{_write(tmp_path / 'huge.npz', **arrays)}")
+
+
+def test_a_single_class_pool_is_refused(tmp_path):
+    arrays = _arrays()
+    arrays["train_labels"][:] = 0
+    arrays["test_labels"][:] = 0
+    arrays["val_labels"][:] = 0
+    with pytest.raises(UserError, match="single class .*at least 2 classes"):
+        load_dataset(f"npz:{_write(tmp_path / 'one.npz', **arrays)}")
+
+
+def test_medmnist_keeps_its_class_count_when_the_file_lacks_a_class(tmp_path):
+    # dermamnist has 7 classes; a file whose labels happen to be 0..3 is still a 7-class problem
+    write_medmnist_npz(tmp_path / "dermamnist.npz", n_classes=4)
+    assert load_dataset("dermamnist", tmp_path).n_classes == 7

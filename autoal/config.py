@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -62,27 +63,22 @@ class RunConfig:
     device: str = _opt("auto", "auto (cuda when available), cpu, cuda or cuda:N")
     # --- AutoAL ---
     candidates: str = _opt(SEVEN, "comma-separated candidate pool AutoAL, ALBL and SelectAL choose from")
-    search_mode: str = _opt("first-order", "AutoAL search: first-order (SearchNet maximises FitNet's detached loss "
-                                           "on what it selects), unrolled (differentiates FitNet's held-out loss "
-                                           "through k SGD steps with higher) or published (the published code's "
-                                           "0/1 columns and slope 1e11: shows its zero gradient)",
-                            ("first-order", "unrolled", "published"))
-    search_steps: int = _opt(4, "AutoAL: optimisation steps per round, on aligned batches of L_val")
-    search_batch_size: int = _opt(32, "AutoAL: L_val (and L_tr) batch size of the search steps")
-    search_lr: float = _opt(3e-3, "AutoAL: Adam learning rate of SearchNet, its scales lambda and the loss module")
-    fitnet_lr: float = _opt(3e-3, "AutoAL: Adam learning rate of FitNet")
-    fitnet_steps: int = _opt(8, "AutoAL: FitNet steps on L_tr each round before the search "
-                                 "(FitNet continues from last round's, which saw only L_tr)")
+    search_mode: str = _opt("first-order", "AutoAL search objective: first-order (SearchNet maximises the "
+                                           "sel-weighted loss of the FitNet trained on L_tr: selects what FitNet "
+                                           "finds hard), unrolled (the paper's objective through k differentiable "
+                                           "FitNet steps on the sel-weighted loss, with higher), heldout (minimises "
+                                           "FitNet's loss on held-out L_val samples after k steps on what it "
+                                           "selected: the value of labelling) or published (the published code's "
+                                           "slope 1e11 and float count penalty: shows its zero gradient)",
+                            ("first-order", "unrolled", "heldout", "published"))
+    search_epochs: int = _opt(50, "AutoAL: epochs of SearchNet optimisation over L_val per round")
+    search_batch_size: int = _opt(64, "AutoAL: L_val (and L_tr) batch size of the search steps")
+    search_lr: float = _opt(1e-2, "AutoAL: Adam learning rate of SearchNet, its scales lambda and the loss module")
     tau_scale: float = _opt(0.5, "AutoAL: soft-selection temperature tau as a multiple of the std of the scores")
     count_penalty: float = _opt(10.0, "AutoAL: weight beta of the count penalty (mean(sel) - r)^2")
     rank_weight: float = _opt(0.1, "AutoAL: weight gamma of the loss-prediction ranking loss")
-    column_norm: str = _opt("rank", "AutoAL: candidate columns as ranks in [0,1] or the paper's 0/1 "
-                                    "'selected at ratio r'", ("rank", "selected"))
-    unroll_steps: int = _opt(1, "AutoAL unrolled mode: differentiable FitNet SGD steps k")
-    unroll_lr: float = _opt(0.1, "AutoAL unrolled mode: SGD learning rate of the differentiable FitNet steps")
-    searchnet_backbone: str = _opt("auto", "AutoAL: SearchNet backbone; auto = the task model's family",
-                                   ("auto", "cnn", "resnet18"))
-    searchnet_width: int = _opt(16, "AutoAL: width of SearchNet's small CNN (first stage channels)")
+    unroll_steps: int = _opt(1, "AutoAL unrolled/heldout modes: differentiable FitNet SGD steps k")
+    unroll_lr: float = _opt(0.1, "AutoAL unrolled/heldout modes: SGD learning rate of the differentiable FitNet steps")
     # --- ALBL ---
     albl_batch_mode: str = _opt("per-example", "ALBL: draw an expert for every queried example (per-example) "
                                                "or one expert for the whole batch (per-batch)",
@@ -162,6 +158,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raw = json.loads(path.read_text()) if path.suffix == ".json" else tomllib.loads(path.read_text())
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise UserError(f"cannot parse config file {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read config file {path}: {exc}") from None
+    if not isinstance(raw, dict):  # e.g. a JSON list
+        raise UserError(f"config file {path} holds a {type(raw).__name__}; it must hold settings as "
+                        f"key = value (TOML) or one object {{\"key\": value}} (JSON)")
     return validate_settings(raw, where=str(path))
 
 
@@ -207,6 +208,15 @@ def check(cfg: RunConfig) -> RunConfig:
         raise UserError("--init-size must be at least 1: the first model needs labeled data")
     if not 0.0 <= cfg.dropout < 1.0:
         raise UserError(f"--dropout must be in [0, 1), got {cfg.dropout}")
+    for f in fields(cfg):  # nan and inf pass every comparison below unnoticed (nan < 0 is False)
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
+    for name in ("lr", "search_lr", "fitnet_lr", "unroll_lr"):  # a step size of 0 never trains
+        if name in CONFIG_FIELDS and getattr(cfg, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    if cfg.weight_decay < 0:
+        raise UserError(f"--weight-decay must not be negative, got {cfg.weight_decay}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
         raise UserError(f"--device {cfg.device!r} is not a device; use auto, cpu, cuda or cuda:N")
     return cfg

@@ -134,8 +134,12 @@ def _how_to_get(name: str, root: Path) -> str:
 
 
 def _one_line(exc: BaseException, limit: int = 160) -> str:
-    """torchvision's messages span lines (one per mirror tried); the CLI prints one."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    """The cause in one short line. torchvision's MNIST error spans lines ("Error downloading F:",
+    then "Tried MIRROR, got:" and the error, per mirror): keep only the distinct errors."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    errors = [ln for ln in lines if ln and not ln.startswith(("Error downloading", "Tried "))]
+    text = "; ".join(dict.fromkeys(errors)) if errors and len(errors) < len(lines) else " ".join(lines)
+    text = f"{type(exc).__name__}: {text}" if text == " ".join(lines) else text
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -159,7 +163,7 @@ def _open(name: str, cls: Any, root: Path, train: bool) -> Any:
         try:
             return _construct(cls, root, train, download=False)  # no network when the files are there
         except RuntimeError:  # torchvision's "Dataset not found or corrupted"
-            log.info("%s: files missing under %s; trying torchvision's download", name, root)
+            log.debug("%s: files missing under %s; trying torchvision's download", name, root)  # offline: only the error line
         try:
             return _construct(cls, root, train, download=True)
         except (URLError, OSError, RuntimeError) as exc:  # offline, unwritable root, bad checksum after download

@@ -94,8 +94,10 @@ class RunConfig:
     selectal_holdout: float = _opt(0.25, "SelectAL: fraction of the labeled set held out to score the probe "
                                          "models (a fresh random split per repeat)")
     selectal_repeats: int = _opt(3, "SelectAL: repeats of the removal test per round (new split and probe seed)")
-    selectal_probe_epochs: int = _opt(10, "SelectAL: training epochs of each probe model")
-    selectal_probe_min_steps: int = _opt(50, "SelectAL: minimum optimiser steps of each probe model")
+    selectal_probe_epochs: int = _opt(0, "SelectAL: training epochs of each probe model; 0 = the task model's "
+                                         "--epochs (probes train with the task model's recipe, to competence)")
+    selectal_probe_min_steps: int = _opt(0, "SelectAL: minimum optimiser steps of each probe model; 0 = the task "
+                                            "model's --min-steps")
     selectal_uncertainty: str = _opt("margin", "SelectAL: the high-budget strategy (a score candidate)")
     selectal_tolerance: float = _opt(0.0, "SelectAL: a removal must cost more than this much held-out accuracy "
                                           "beyond random removal to decide the regime")

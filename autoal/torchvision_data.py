@@ -95,7 +95,7 @@ def problems(files: list[tuple[Path, str | None]]) -> list[Path | str]:
         if not path.is_file():
             found.append(path)
         elif md5 is not None and calculate_md5(path) != md5:
-            found.append(f"{path.name} (MD5 differs from torchvision's {md5}: corrupt, partial or not the official file)")
+            found.append(f"{path.name} (MD5 is not torchvision's {md5})")
     return found
 
 
@@ -109,7 +109,7 @@ def missing_message(name: str, root: Path, cause: BaseException | None) -> str:
     if missing:
         what.append(f"missing {', '.join(p.name for p in missing)} in {folder}")
     if bad:
-        what.append(f"bad {', '.join(bad)} in {folder}")
+        what.append(f"bad {', '.join(bad)} in {folder}: corrupt, partial or not the official files")
     if not what:  # the files check out but torchvision still refused them: say what it said
         what.append(f"torchvision cannot load it from {folder}")
     tried = ""
@@ -174,7 +174,8 @@ def _open(name: str, cls: Any, root: Path, train: bool) -> Any:
         raise
     except Exception as exc:  # present but unreadable (a truncated idx or .mat file): never a raw traceback
         folder = expected_files(name, root)[0][0].parent
-        raise UserError(f"{name}: cannot read the files in {folder} ({_one_line(exc)}); delete them and "
+        detail = _one_line(exc) if str(exc) else f"{type(exc).__name__}: a file is not in its format"
+        raise UserError(f"{name}: cannot read the files in {folder} ({detail}); delete them and "
                         f"{_how_to_get(name, root)}") from None
 
 

@@ -259,16 +259,18 @@ def test_only_the_missing_file_is_named(tmp_path, monkeypatch):
 def test_small_files_fail_torchvision_real_md5_checks(tmp_path):
     """Without registering their MD5s the test files are not the official ones: torchvision's check is live."""
     write_svhn(tmp_path)
-    with pytest.raises(UserError, match="train_32x32.mat \\(MD5 differs from torchvision's "
-                                        "e26dedcc434d2e4c54c9b2d4a06d8373") as info:
+    with pytest.raises(UserError, match=r"bad train_32x32.mat \(MD5 is not torchvision's e26dedcc434d2e4c54c9b2d4a06d8373\), "
+                                        r"test_32x32.mat .* not the official files") as info:
         load_dataset("svhn", tmp_path)
     assert "\n" not in str(info.value)
 
 
-def test_unreadable_idx_file_is_one_line_not_a_traceback(tmp_path):
+@pytest.mark.parametrize("content,error", [(b"\x00\x00\x08\x03trunc", "ValueError: invalid literal"),  # header cut short
+                                           (b"junk", "AssertionError: a file is not in its format")])  # torchvision asserts
+def test_unreadable_idx_file_is_one_line_not_a_traceback(tmp_path, content, error):
     write_mnist(tmp_path)
-    (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03trunc")
-    with pytest.raises(UserError, match=r"mnist: cannot read the files in \S*MNIST/raw .*delete them") as info:
+    (tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_bytes(content)
+    with pytest.raises(UserError, match=rf"mnist: cannot read the files in \S*MNIST/raw \({error}.*\); delete them") as info:
         load_dataset("mnist", tmp_path)
     assert "\n" not in str(info.value)
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from autoal import runlog
-from autoal.config import RunConfig, config_differences, to_dict
+from autoal.config import RunConfig, config_differences, from_dict, to_dict
 from autoal.data import ImageDataset, load_dataset
 from autoal.errors import UserError
 from autoal.learner import Learner, Progress, TrainSettings
@@ -36,7 +37,34 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                        f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {name}: Apple's MPS is not available on this machine; use --device cpu or auto")
     return device
+
+
+#: Settings whose ``auto`` depends on the device: resolved once, at the start, and saved resolved,
+#: so a run resumed on another device keeps computing with the same models.
+DEVICE_DEPENDENT = ("backbone", "searchnet_backbone")
+
+
+def resolve_models(cfg: RunConfig, device: torch.device) -> RunConfig:
+    """``cfg`` with ``auto`` backbones replaced by what they mean on ``device``."""
+    resolved = {}
+    for name in DEVICE_DEPENDENT:
+        if getattr(cfg, name, None) == "auto":
+            # SearchNet's auto is the task model's family, which is itself resolved on the device
+            resolved[name] = resolve_backbone(cfg.backbone, device)
+    return replace(cfg, **resolved)
+
+
+def checkpoint_differences(state: dict[str, Any], cfg: RunConfig) -> list[str]:
+    """Settings the checkpoint was computed with that differ from ``cfg`` (a config.json edited
+    after the run started); none for a checkpoint older than this record."""
+    saved = state.get("config")
+    return [] if saved is None else config_differences(saved, to_dict(cfg))
 
 
 def initial_labeled(n_pool: int, init_size: int, seed: int) -> torch.Tensor:
@@ -80,25 +108,32 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
     n_pool = len(data.train)
     check_sizes(cfg, n_pool)
     device = resolve_device(cfg.device)
+    cfg = resolve_models(cfg, device)
     learner = make_learner(cfg, data, device, on_progress)
     selector = make_selector(cfg.strategy, cfg)
     if "mc_probs" in selector.needs and cfg.mc_samples < 1:
         raise UserError(f"--strategy {cfg.strategy} uses MC-dropout samples; give --mc-samples 1 or more "
                         f"(got {cfg.mc_samples})")
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    runlog.make_folder(run_dir)
     state = runlog.load_checkpoint(run_dir)
     if state is not None and (run_dir / runlog.CONFIG).is_file():
-        diffs = config_differences(runlog.read_json(run_dir / runlog.CONFIG), to_dict(cfg))
+        saved = resolve_models(from_dict(runlog.read_config_json(run_dir / runlog.CONFIG)), device)
+        diffs = config_differences(to_dict(saved), to_dict(cfg))
         if diffs:  # continuing would mix two configurations in one run
             raise UserError(f"{run_dir} holds a run with other settings ({'; '.join(diffs)}); "
                             f"resume it with its own config or use another folder")
+    if state is not None and checkpoint_differences(state, cfg):
+        raise UserError(f"{run_dir / runlog.CHECKPOINT} was computed with other settings than "
+                        f"{runlog.CONFIG} ({'; '.join(checkpoint_differences(state, cfg))}); "
+                        f"restore {runlog.CONFIG} or start a new run in another folder")
     runlog.write_json(run_dir / runlog.CONFIG, to_dict(cfg))
     if state is None:
         labeled = torch.zeros(n_pool, dtype=torch.bool)
         labeled[initial_labeled(n_pool, cfg.init_size, cfg.seed)] = True
         state = {"version": CHECKPOINT_VERSION, "next_round": 0, "labeled": labeled, "records": [],
-                 "selector": selector.state_dict(), "model": None}
+                 "selector": selector.state_dict(), "model": None,
+                 "config": to_dict(cfg)}  # what the checkpoint was computed with: checked on resume
     else:
         selector.load_state_dict(state["selector"])
         log.info("resuming %s at round %d", run_dir, state["next_round"])
@@ -176,6 +211,9 @@ def _round(cfg: RunConfig, r: int, learner: Learner, selector: Selector, labeled
 
     record = {"round": r, "labels": n_labels, "acc": acc, "auc": auc,
               "seconds": {k: round(v, 4) for k, v in seconds.items()}, "queried": queried}
+    if auc != auc:  # NaN: rounds.jsonl writes null, and says why
+        record[runlog.WHY_NULL] = {"auc": "undefined: the test split lacks a class with both positives and "
+                                          "negatives for a one-vs-rest ROC curve"}
     if info:
         record["selector"] = info
     keep = {k: v.detach().cpu() for k, v in model.state_dict().items()} if cfg.warm_start else None

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from autoal import runlog
-from autoal.config import CONFIG_FIELDS, RunConfig, build_parser, check, default_run_dir, from_dict, resolve_config
+from autoal.config import (CONFIG_FIELDS, RunConfig, build_parser, check, default_run_dir, from_dict, resolve_config,
+                           validate_settings)
 from autoal.errors import UserError
 
 log = logging.getLogger("autoal")
 
 
-def resolve_run(args: Any) -> tuple[RunConfig, Path]:
-    """The config and run folder: a new run (refusing a folder that holds one) or ``--resume``."""
+def resolve_run(args: Any) -> tuple[RunConfig, Path, bool]:
+    """The config and run folder, and whether this is a ``--resume``."""
     given = {k for k in vars(args) if k in CONFIG_FIELDS}
     if args.resume:
         run_dir = Path(args.resume)
@@ -25,16 +27,22 @@ def resolve_run(args: Any) -> tuple[RunConfig, Path]:
         if extra or args.config:
             flags = ", ".join("--" + k.replace("_", "-") for k in extra) or "--config"
             raise UserError(f"--resume continues with the run's saved config; drop {flags} or start a new run")
-        cfg = from_dict(runlog.read_json(run_dir / runlog.CONFIG))
+        path = run_dir / runlog.CONFIG
+        raw = runlog.read_config_json(path)
+        # types and choices as for a config file; unknown keys (a newer version's) are ignored
+        cfg = from_dict(validate_settings({k: v for k, v in raw.items() if k in CONFIG_FIELDS}, where=str(path)))
         if "device" in given:
             cfg.device = args.device
-        return check(cfg), run_dir
+        return check(cfg), run_dir, True
     cfg = resolve_config(args)
-    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    if (run_dir / runlog.CONFIG).is_file():
+    return cfg, Path(cfg.out) if cfg.out else default_run_dir(cfg), False
+
+
+def refuse_a_computed_run(run_dir: Path) -> None:
+    """A new run may reuse a folder whose run never reached its first checkpoint, nothing else."""
+    if (run_dir / runlog.CHECKPOINT).is_file():
         raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                         f"or choose another folder with --out")
-    return cfg, run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,24 +50,43 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    run_dir = None
     try:
-        cfg, run_dir = resolve_run(args)
-        return _run(cfg, run_dir, progress=not args.no_progress and sys.stderr.isatty())
+        cfg, run_dir, resuming = resolve_run(args)
+        return _run(cfg, run_dir, resuming, progress=not args.no_progress and sys.stderr.isatty())
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: every finished round is saved; continue with --resume {locals().get('run_dir', 'RUN_DIR')}",
-              file=sys.stderr)
+        if run_dir is not None and (run_dir / runlog.CHECKPOINT).is_file():
+            print(f"\ninterrupted: every finished round is saved; continue with --resume {run_dir}", file=sys.stderr)
+        else:
+            print("\ninterrupted before the first round was saved; run the same command again", file=sys.stderr)
         return 130
 
 
-def _run(cfg: RunConfig, run_dir: Path, progress: bool) -> int:
+def _run(cfg: RunConfig, run_dir: Path, resuming: bool, progress: bool) -> int:
     from autoal.data import load_dataset
-    from autoal.loop import check_sizes, run  # heavy imports after the arguments are known to be good
+    from autoal.loop import check_sizes, resolve_device  # heavy imports after the arguments are known to be good
 
-    data = load_dataset(cfg.dataset, cfg.data_root, cfg.size)  # bad data fails before anything is shown
+    data = load_dataset(cfg.dataset, cfg.data_root, cfg.size)  # bad data fails before anything is written
     check_sizes(cfg, len(data.train))
+    resolve_device(cfg.device)
+    created = not run_dir.exists()
+    with runlog.hold_lock(run_dir):  # one process per run folder, until this one exits
+        if not resuming:
+            refuse_a_computed_run(run_dir)  # checked under the lock: two starts cannot both pass it
+        try:
+            return _run_locked(cfg, run_dir, data, progress)
+        except BaseException:
+            if created and not (run_dir / runlog.CHECKPOINT).is_file():
+                # failed before its first round was saved: leave no half-made folder behind
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+
+def _run_locked(cfg: RunConfig, run_dir: Path, data: Any, progress: bool) -> int:
+    from autoal.loop import run
 
     print(f"run folder: {run_dir}", flush=True)
     bar = step_bar = None
@@ -81,7 +108,7 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool) -> int:
 
     def on_round(record: dict[str, Any]) -> None:
         line = (f"round {record['round']:>3}  labels {record['labels']:>6}  "
-                f"test acc {record['acc']:.4f}  auc {record['auc']:.4f}")
+                f"test acc {record['acc']:.4f}  auc {_number(record['auc'])}")
         if bar is not None:
             bar.update(1)
             bar.write(line)
@@ -94,11 +121,15 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool) -> int:
         for b in (step_bar, bar):
             if b is not None:
                 b.close()
-    print(f"AUBC {summary['aubc']:.4f}  final acc {summary['final_acc']:.4f}  "
+    print(f"AUBC {_number(summary['aubc'])}  final acc {_number(summary['final_acc'])}  "
           f"({summary['total_seconds']:.1f} s)")
     print(f"results: {run_dir}/{runlog.ROUNDS}, {run_dir}/{runlog.SUMMARY}; "
           f"TensorBoard: tensorboard --logdir {run_dir}/{runlog.TENSORBOARD}")
     return 0
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.4f}"
 
 
 if __name__ == "__main__":

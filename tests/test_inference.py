@@ -1,4 +1,5 @@
-"""Pool inference: MC dropout without touching BatchNorm, head-only sampling, only the needed outputs."""
+"""Pool inference: MC dropout without touching BatchNorm, head-only sampling, batched full passes,
+only the needed outputs."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from autoal.learner import Learner, TrainSettings, infer_pool, mc_dropout
+from autoal import rng
+from autoal.learner import Learner, TrainSettings, dropout_modules, infer_pool, mc_dropout, mc_full_passes
 from autoal.models import Classifier, build_classifier
+from autoal.rng import dropout_generator
 from conftest import make_dataset
 
 ALL = frozenset({"probs", "mc_probs", "embeddings"})
@@ -136,12 +139,101 @@ def test_head_only_path_runs_the_backbone_once_per_batch(data, mc_samples):
     assert calls[0] == 3
 
 
-def test_backbone_dropout_takes_the_full_pass_path(data):
+def _count_backbone_rows(model: Classifier) -> list[int]:
+    rows: list[int] = []
+    model.backbone.register_forward_hook(lambda mod, args, out: rows.append(args[0].shape[0]))
+    return rows
+
+
+def test_backbone_dropout_takes_the_batched_full_pass_path(data):
     model = _model(backbone_dropout=True)
-    calls = _count_backbone_calls(model)
+    rows = _count_backbone_rows(model)
     out = _infer(model, data, batch_size=16, mc_samples=5)
-    assert calls[0] == 3 * (1 + 5)
+    assert sum(rows) == 40 * (1 + 5)  # every image: one deterministic pass and T stochastic ones
+    assert rows == [16, 16 * 5, 16, 16 * 5, 8, 8 * 5]  # per batch: the plain pass, then T copies in one
     assert not torch.allclose(out.mc_probs[0], out.mc_probs[1])
+
+
+def test_default_model_keeps_gal_et_al_dropouts_in_the_head():
+    """Dropout after the convolutions and before the last layer (0.25 / 0.5), none in the backbone,
+    so T samples cost one backbone pass."""
+    model = build_classifier("cnn", 1, 8, N_CLASSES, dropout=0.5)
+    assert not dropout_modules(model.backbone)
+    assert [m.p for m in dropout_modules(model.head)] == [0.25, 0.5]
+    assert any(isinstance(m, nn.ReLU) for m in model.head)  # a hidden layer between the two dropouts
+
+
+def _record_masks(monkeypatch) -> list[torch.Tensor]:
+    masks: list[torch.Tensor] = []
+    draw = rng._dropout_with
+
+    def recording(layer, gen, x):
+        out = draw(layer, gen, x)
+        masks.append((out != 0).to(x.dtype))  # inputs here are never exactly zero
+        return out
+
+    monkeypatch.setattr(rng, "_dropout_with", recording)
+    return masks
+
+
+@pytest.mark.parametrize("max_batch", [64, 8])
+def test_batched_full_passes_equal_a_loop_with_the_same_masks(data, monkeypatch, max_batch):
+    """Copy t of the batched forward is exactly a pass with copy t's masks: no mixing between copies
+    (BatchNorm in eval) and the (T, B) layout is right, also when the batch is cut into chunks."""
+    model = _model(backbone_dropout=True)
+    model.backbone[3].p = 0.3
+    x = data.normalise(data.train.images[:6]) + 1e-3  # no exact zeros, so a mask is readable from the output
+    T, b = 4, 6
+    masks = _record_masks(monkeypatch)
+    with torch.no_grad(), mc_dropout(model), dropout_generator(model, torch.Generator().manual_seed(0)):
+        batched = mc_full_passes(model, x, T, max_batch)  # (T, B, C)
+    assert batched.shape == (T, b, N_CLASSES)
+    per_chunk = max(1, max_batch // T)
+    layers = len(dropout_modules(model))
+    assert len(masks) == layers * -(-b // per_chunk)
+    for t in range(T):
+        for c, start in enumerate(range(0, b, per_chunk)):
+            n = min(per_chunk, b - start)
+            replay = iter(masks[c * layers:(c + 1) * layers])
+
+            def replayed(layer, gen, inp):
+                keep = next(replay)[t * n:(t + 1) * n]
+                return inp * keep / (1 - layer.p)
+
+            monkeypatch.setattr(rng, "_dropout_with", replayed)
+            with torch.no_grad(), mc_dropout(model), dropout_generator(model, torch.Generator()):
+                looped = model(x[start:start + n])
+            torch.testing.assert_close(batched[t, start:start + n], looped)
+
+
+def test_batched_full_passes_differ_between_samples_and_leave_bn_alone(data):
+    model = _model(backbone_dropout=True)
+    buffers = _buffers(model)
+    x = data.normalise(data.train.images[:8])
+    with torch.no_grad(), mc_dropout(model), dropout_generator(model, torch.Generator().manual_seed(1)):
+        logits = mc_full_passes(model, x, 5, 512)
+    for t in range(1, 5):
+        assert not torch.allclose(logits[0], logits[t])
+    for name, value in _buffers(model).items():
+        assert torch.equal(value, buffers[name]), f"buffer {name} changed"
+
+
+def test_channel_dropout_draws_whole_maps_from_the_generator():
+    layer = nn.Sequential(nn.Dropout2d(0.5)).train()
+    x = torch.ones(6, 40, 3, 3)
+    torch.manual_seed(2)
+    expected = torch.rand(3)
+    torch.manual_seed(2)
+    with dropout_generator(layer, torch.Generator().manual_seed(0)):
+        first = layer(x)
+    assert torch.equal(torch.rand(3), expected)  # the global RNG did not move
+    with dropout_generator(layer, torch.Generator().manual_seed(0)):
+        again = layer(x)
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    maps = first.flatten(2)  # (N, C, H*W): every map all 0 or all 2
+    assert ((maps == 0).all(dim=2) | (maps == 2).all(dim=2)).all()
+    assert 60 < int((maps[:, :, 0] == 0).sum()) < 180
+    assert "forward" not in vars(layer[0])
 
 
 @pytest.mark.parametrize("needs", [{"probs"}, {"mc_probs"}, {"embeddings"}, {"probs", "embeddings"}, ALL])

@@ -84,10 +84,10 @@ class RunConfig:
                                                "or one expert for the whole batch (per-batch)",
                                 ("per-example", "per-batch"))
     albl_delta: float = _opt(0.1, "ALBL: EXP4.P confidence parameter delta, in (0, 1)")
-    albl_reward: str = _opt("gain", "ALBL: reward of last round's picks: gain (this round's model minus "
-                                    "last round's, both scored on this round's picks, importance-weighted) "
-                                    "or accuracy (this round's model alone)",
-                            ("gain", "accuracy"))
+    albl_reward: str = _opt("accuracy", "ALBL: reward of last round's picks: accuracy (this round's model on "
+                                        "this round's picks, importance-weighted) or gain (its difference "
+                                        "from last round's model on the same picks)",
+                            ("accuracy", "gain"))
     # --- SelectAL ---
     selectal_removal: float = _opt(0.1, "SelectAL: fraction of the labeled training part each strategy removes "
                                         "in the removal test")

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 
 from autoal import runlog
 from autoal.errors import UserError
@@ -14,6 +15,7 @@ from autoal.methods.albl import (ALBL, RANDOM_EXPERT, _TopRanked, _Uniform, _Uni
                                  draw_per_example, expert_rewards, exp4p_pmin, exp4p_probs, exp4p_update,
                                  importance_weighted_accuracy)
 from autoal.outputs import PoolOutputs
+from autoal.registry import candidate_choice, list_candidates
 from autoal.selectors import RoundContext
 from conftest import make_dataset, tiny_config
 
@@ -23,6 +25,7 @@ K, T = 4, 50
 def test_pmin_formula_and_cap():
     assert exp4p_pmin(4, 100) == pytest.approx(math.sqrt(math.log(4) / 400))
     assert exp4p_pmin(8, 10) == pytest.approx(1 / 16)  # the formula (0.16) would exceed 1/K: capped
+    assert exp4p_pmin(5, 120) == pytest.approx(math.sqrt(math.log(5) / 600))  # digits: T = 12 rounds x 10 queries
     assert exp4p_pmin(1, 10) == 0.0
 
 
@@ -45,6 +48,9 @@ def test_update_known_value():
     new = exp4p_update(log_w, p, torch.tensor([1.0, 0.0]), pmin=0.1, horizon=10, delta=0.1)
     # both get the same bonus 0.05 * 2 * sqrt(ln(20) / 20); only expert 0 gets 0.05 * 1 more
     torch.testing.assert_close(new, torch.tensor([0.0, -0.05], dtype=torch.float64))
+    # three trials fed back together: rhat is their sum, the variance term counts three times
+    three = exp4p_update(log_w, p, torch.tensor([3.0, 0.0]), pmin=0.1, horizon=10, delta=0.1, trials=3)
+    torch.testing.assert_close(three, torch.tensor([0.0, -0.15], dtype=torch.float64))
 
 
 def test_importance_weighted_accuracy():
@@ -68,7 +74,7 @@ def test_probability_moves_toward_the_rewarded_expert(mode, budget):
     """Rigged: the model gets the new picks right exactly as often as last round's picks came from
     expert ``good`` (its picks make the model better, the others' do not). The reward flows
     through the real select / after_labeling path."""
-    albl = _RiggedALBL(["entropy", "margin", "least_confidence"], rounds=50, batch_mode=mode)
+    albl = _RiggedALBL(["entropy", "margin", "least_confidence"], horizon=50, batch_mode=mode, reward="accuracy")
     good, rounds = 1, 300
     start = albl.probs[good].item()
     coin = torch.Generator().manual_seed(123)
@@ -101,9 +107,9 @@ def test_draws_are_distinct_with_positive_q():
 
 
 def test_expert_rewards_credit_the_advisors_of_the_picks():
-    # two picks; expert 0 advised the first alone (q = 0.5), the uniform expert 1 both a little
+    # two picks (two EXP4.P trials); expert 0 advised the first alone (q = 0.5), expert 1 both a little
     credit = torch.tensor([[1 / 0.5, 0.1 / 0.5], [0.0, 0.1 / 0.05]], dtype=torch.float64)
-    torch.testing.assert_close(expert_rewards(0.8, credit), torch.tensor([0.8, 0.88], dtype=torch.float64))
+    torch.testing.assert_close(expert_rewards(0.8, credit), torch.tensor([1.6, 1.76], dtype=torch.float64))
 
 
 def _ctx(n: int = 20, seed: int = 0) -> RoundContext:
@@ -116,14 +122,14 @@ def _ctx(n: int = 20, seed: int = 0) -> RoundContext:
 
 
 def test_state_round_trips_through_state_dict():
-    a = ALBL(["entropy", "kmeans"], rounds=5)
+    a = ALBL(["entropy", "kmeans"], horizon=25)
     for r in range(3):
         ctx = _ctx(seed=r)
         sel = a.select(ctx)
         info = a.after_labeling(ctx, sel.indices, torch.zeros(5, dtype=torch.long))
-        assert 0.0 <= info["reward"] <= 1.0
+        assert 0.0 <= info["accuracy"] <= 1.0 and ("gain" in info) == (r > 0)
     state = a.state_dict()
-    b = ALBL(["entropy", "kmeans"], rounds=5)
+    b = ALBL(["entropy", "kmeans"], horizon=25)
     b.load_state_dict(state)
     torch.testing.assert_close(b.probs, a.probs)
     # both continue identically
@@ -134,18 +140,22 @@ def test_state_round_trips_through_state_dict():
     assert a.after_labeling(ca, sa.indices, labels) == b.after_labeling(cb, sb.indices, labels)
     torch.testing.assert_close(a.log_w, b.log_w)
     with pytest.raises(UserError):
-        ALBL(["entropy"], rounds=5).load_state_dict(state)
+        ALBL(["entropy"], horizon=25).load_state_dict(state)
 
 
 def test_bad_settings_are_rejected():
     with pytest.raises(UserError):
-        ALBL(["entropy"], rounds=5, batch_mode="per-round")
+        ALBL(["entropy"], horizon=25, batch_mode="per-round")
     with pytest.raises(UserError):
-        ALBL(["entropy"], rounds=5, delta=1.5)
+        ALBL(["entropy"], horizon=25, delta=1.5)
     with pytest.raises(UserError):
-        ALBL(["no_such_strategy"], rounds=5)
+        ALBL(["entropy"], horizon=25, reward="loss")
     with pytest.raises(UserError):
-        ALBL(["entropy", "entropy"], rounds=5)
+        ALBL(["entropy"], horizon=0)
+    with pytest.raises(UserError):
+        ALBL(["no_such_strategy"], horizon=25)
+    with pytest.raises(UserError):
+        ALBL(["entropy", "entropy"], horizon=25)
 
 
 @pytest.mark.parametrize("mode", ["per-example", "per-batch"])
@@ -159,8 +169,12 @@ def test_albl_runs_in_the_loop_and_records_expert_probs(tmp_path, mode):
         probs = rec["selector"]["expert_probs"]
         assert sorted(probs) == sorted(experts) and sum(probs.values()) == pytest.approx(1.0)
         assert sum(rec["selector"]["expert_counts"].values()) == (cfg.budget if mode == "per-example" else cfg.budget)
-        assert 0.0 <= rec["selector"]["reward"] <= 1.0
+        assert 0.0 <= rec["selector"]["accuracy"] <= 1.0
     assert "expert_rhat" in records[1]["selector"]  # the first reward credits last round's picks
+    assert -1.0 <= records[1]["selector"]["reward"] <= 1.0
+    assert records[1]["selector"]["reward"] == records[1]["selector"]["accuracy"]  # the default reward
+    assert -1.0 <= records[1]["selector"]["gain"] <= 1.0  # recorded either way
+    assert records[0]["selector"]["pmin"] == pytest.approx(exp4p_pmin(4, cfg.rounds * cfg.budget))  # T = queries
     state = runlog.load_checkpoint(tmp_path)["selector"]
     assert state["experts"] == experts and state["log_w"].shape == (4,)
     assert list((tmp_path / runlog.TENSORBOARD).iterdir())
@@ -188,3 +202,95 @@ def test_tensorboard_gets_expert_probabilities_and_a_custom_chart(tmp_path):
     assert [e.step for e in events.Scalars("albl/prob/entropy")] == [8, 12]  # step = labels at selection
     layout = events.Tensors("custom_scalars__config__")  # written by add_custom_scalars
     assert layout
+
+
+@pytest.mark.parametrize("mode", ["per-example", "per-batch"])
+def test_reward_estimates_pool_accuracy_through_the_importance_weights(mode):
+    """The model is wrong exactly on the 60 rows margin ranks first, right on the other 140 (pool
+    accuracy 0.7). Half the probability is on margin, so unweighted accuracy on the picks is about
+    0.35; the importance weights 1 / (n q(i)) must bring both estimates back to 0.7. Through the
+    real select / after_labeling path, a fresh ALBL (uniform p) per draw."""
+    n, b, draws = 200, 10, 300
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(n, 3, generator=g).softmax(dim=1)
+    predicted = probs.argmax(dim=1)
+    wrong = candidate_choice("margin", PoolOutputs(n=n, probs=probs), budget=60, generator=0)
+    labels = predicted.clone()
+    labels[wrong] = (predicted[wrong] + 1) % 3
+    hajek, ht = [], []
+    for seed in range(draws):
+        albl = ALBL(["margin"], horizon=100, batch_mode=mode)
+        ctx = RoundContext(round=0, budget=b, outputs=PoolOutputs(n=n, probs=probs), unlabeled=torch.arange(n),
+                           labeled=torch.arange(0), model=None, learner=None, seed=seed,
+                           generator=torch.Generator().manual_seed(seed))
+        sel = albl.select(ctx)
+        info = albl.after_labeling(ctx, sel.indices, labels[sel.indices])
+        hajek.append(info["accuracy"])
+        ht.append(info["accuracy_ht"])
+    # per batch, HT is 0 (a margin batch) or ~1.4 (a uniform batch): std 0.7 / sqrt(300) = 0.04;
+    # 0.15 is ~4 std from 0.7 and ~5 from what unit weights give (0.35)
+    assert sum(ht) / draws == pytest.approx(0.7, abs=0.15)  # Horvitz-Thompson: unbiased
+    if mode == "per-example":  # self-normalised: consistent. Per batch every pick of a batch has the
+        # same weight, so it is the accuracy on the chosen expert's batch (a known bias, docstring)
+        assert sum(hajek) / draws == pytest.approx(0.7, abs=0.1)
+
+
+# -- the planted pool: margin, anti_margin, noise_a, noise_b ----------------------------------------
+PLANTED = ["margin", "anti_margin", "noise_a", "noise_b"]
+
+
+@pytest.fixture
+def planted_candidates():
+    """anti_margin (the most confident first) and two noise columns, unless a plug-in registered
+    them already; whatever this registers is removed afterwards."""
+    from autoal import registry
+
+    list_candidates()
+    saved = dict(registry._REGISTRY)
+    if "anti_margin" not in saved:
+        @registry.register_candidate("anti_margin", needs={"probs"})
+        def anti_margin(out, *, budget, generator):
+            top2 = out.require("probs").topk(2, dim=1).values
+            return top2[:, 0] - top2[:, 1]
+    for name in ("noise_a", "noise_b"):
+        if name not in saved:
+            registry.register_candidate(name)(lambda out, *, budget, generator: torch.rand(out.n, generator=generator))
+    yield PLANTED
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)
+
+
+def _planted_world(seed: int, mode: str, rounds: int = 12, budget: int = 10, n: int = 300) -> Tensor:
+    """Expert probabilities (rounds + 1, K) of ALBL on the planted pool, through select/after_labeling.
+    The planted truth: the model gets this round's picks right with probability 0.2 + 0.7 x (share
+    of last round's picks margin chose): margin's picks make the next model better, the others'
+    do not. The horizon is the number of queries, rounds x budget."""
+    albl = ALBL(PLANTED, horizon=rounds * budget, batch_mode=mode)
+    coin = torch.Generator().manual_seed(10_000 + seed)
+    share, history = 0.0, [albl.probs.clone()]
+    for r in range(rounds):
+        ctx = _ctx(n=n, seed=1000 * seed + r)
+        ctx.budget = budget
+        sel = albl.select(ctx)
+        predicted = ctx.outputs.probs[sel.indices - 100].argmax(dim=1)
+        right = torch.rand(budget, generator=coin) < 0.2 + 0.7 * share
+        albl.after_labeling(ctx, sel.indices, torch.where(right, predicted, (predicted + 1) % 3))
+        share = sel.info["expert_counts"]["margin"] / budget
+        history.append(albl.probs.clone())
+    return torch.stack(history)
+
+
+def test_albl_moves_towards_margin_on_the_planted_pool_within_a_few_rounds(planted_candidates):
+    """Per batch (one expert per round, so a reward is attributable to it), with T = the number of
+    queries: after 6 of 12 rounds p(margin) is above 1/K and above p(anti_margin) on average over
+    seeds, and in most seeds; by the last round more so. (T = rounds with one averaged update per
+    round moved p by < 0.01 per round.)"""
+    k = len(PLANTED) + 1
+    history = torch.stack([_planted_world(seed, "per-batch") for seed in range(12)])  # (seeds, 13, K)
+    margin, anti = PLANTED.index("margin"), PLANTED.index("anti_margin")
+    for r in (6, 12):
+        mean = history[:, r].mean(dim=0)
+        assert mean[margin] > 1 / k + 0.05 and mean[margin] > mean[anti] + 0.05
+    last = history[:, -1]
+    assert (last[:, margin] > last[:, anti]).float().mean() >= 0.75
+    assert history[:, -1, margin].mean() > history[:, 6, margin].mean()  # still rising

@@ -165,19 +165,34 @@ def plan_runs(settings: dict[str, Any], methods: Sequence[MethodSpec], seeds: Se
     return plan
 
 
-def run_status(spec: RunSpec) -> str:
+def run_status(spec: RunSpec, local: bool = True) -> str:
     """'done' (summary present), 'resume' (checkpoint present), or 'new'; UserError when the folder
-    holds a run with other settings (continuing it would mix two configurations)."""
-    config_path = spec.run_dir / "config.json"
-    if config_path.is_file():
-        saved = json.loads(config_path.read_text())
-        diffs = config_differences(saved, to_dict(spec.cfg))
+    holds a run with other settings (continuing it would mix two configurations).
+
+    ``local``: the run computes on this machine, so ``auto`` backbones are compared as what they
+    mean on its device: a folder computed with the small CNN on the CPU is not a finished ResNet-18
+    run on CUDA. Not local (Ray: the device is the worker's): that check is left to the run itself,
+    which makes it against the saved config before computing anything.
+    """
+    from autoal import runlog
+    from autoal.loop import DEVICE_DEPENDENT, resolve_device, resolve_models
+
+    config_path = spec.run_dir / runlog.CONFIG
+    computed = (spec.run_dir / runlog.SUMMARY).is_file() or (spec.run_dir / runlog.CHECKPOINT).is_file()
+    if config_path.is_file() and computed:  # a folder that never reached a checkpoint is simply reused
+        saved, requested = from_dict(runlog.read_config_json(config_path)), spec.cfg
+        if local:
+            device = resolve_device(requested.device)
+            saved, requested = resolve_models(saved, device), resolve_models(requested, device)
+        diffs = config_differences(to_dict(saved), to_dict(requested))
+        if not local:
+            diffs = [d for d in diffs if d.split(":")[0] not in DEVICE_DEPENDENT]
         if diffs:
             raise UserError(f"{spec.run_dir} holds a run with other settings ({'; '.join(diffs)}); "
                             f"delete that folder or choose another --out")
-    if (spec.run_dir / "summary.json").is_file():
+    if (spec.run_dir / runlog.SUMMARY).is_file():
         return "done"
-    if (spec.run_dir / "checkpoint.pt").is_file():
+    if (spec.run_dir / runlog.CHECKPOINT).is_file():
         return "resume"
     return "new"
 
@@ -204,12 +219,14 @@ def run_one(cfg_dict: dict[str, Any], run_dir: str, threads: int | None = None) 
     """Run (or resume) one run; the entry point of worker processes and Ray tasks (picklable args)."""
     import torch
 
+    from autoal import runlog
     from autoal.loop import run
 
     if threads:
         torch.set_num_threads(threads)
     cfg = from_dict(cfg_dict)
-    return run(cfg, Path(run_dir), data=_dataset(cfg))
+    with runlog.hold_lock(Path(run_dir)):  # a train process (or another sweep's worker) may not share it
+        return run(cfg, Path(run_dir), data=_dataset(cfg))
 
 
 def threads_per_worker(workers: int) -> int:
@@ -405,14 +422,20 @@ def _main(args: argparse.Namespace) -> int:
     dataset = settings.get("dataset", RunConfig.dataset)
     out = Path(args.out or Path("runs") / f"compare-{dataset_label(dataset)}")
     plan = plan_runs(settings, methods, seeds, out)
-    status = {s.run_dir: run_status(s) for s in plan}  # refuses mismatched folders before any work
-    todo = [s for s in plan if status[s.run_dir] != "done"]
     if args.executor == "local":
-        check_plan_sizes(todo)  # only local: Ray tasks may read data this machine does not have
+        check_plan_sizes(plan)  # only local: Ray tasks may read data this machine does not have
     else:
         _import_ray()  # fail before running anything when Ray is missing
+    from autoal import runlog
 
-    out.mkdir(parents=True, exist_ok=True)
+    with runlog.hold_lock(out, what="sweep"):  # one sweep per folder: two would share run folders
+        return _sweep(args, out, plan, methods, seeds, dataset)
+
+
+def _sweep(args: argparse.Namespace, out: Path, plan: list[RunSpec], methods: list[MethodSpec],
+           seeds: list[int], dataset: str) -> int:
+    status = {s.run_dir: run_status(s, local=args.executor == "local") for s in plan}  # refuses mismatched folders before any work
+    todo = [s for s in plan if status[s.run_dir] != "done"]
     (out / RUNS).mkdir(exist_ok=True)
     resumed = sum(status[s.run_dir] == "resume" for s in todo)
     print(f"sweep {out}: {len(plan)} runs, {len(plan) - len(todo)} finished earlier, "
@@ -439,6 +462,11 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(value: float | None) -> str:
+    """A summary number: null (written for NaN) or NaN print as n/a."""
+    return "n/a" if value is None or value != value else f"{value:.4f}"
+
+
 class Progress:
     """Prints one line per finished (or skipped, or failed) run."""
 
@@ -453,14 +481,15 @@ class Progress:
 
     def skipped(self, spec: RunSpec) -> None:
         summary = json.loads((spec.run_dir / "summary.json").read_text())
-        self._line(spec, f"AUBC {summary['aubc']:.4f}  final acc {summary['final_acc']:.4f}  (finished earlier)")
+        self._line(spec, f"AUBC {_number(summary['aubc'])}  final acc {_number(summary['final_acc'])}  "
+                         f"(finished earlier)")
 
     def __call__(self, spec: RunSpec, summary: dict[str, Any] | None, error: str | None) -> None:
         if error is not None or not summary:
             self.failed.append(spec.run_dir)
             self._line(spec, f"FAILED: {error or 'no summary'}")
             return
-        self._line(spec, f"AUBC {summary['aubc']:.4f}  final acc {summary['final_acc']:.4f}  "
+        self._line(spec, f"AUBC {_number(summary['aubc'])}  final acc {_number(summary['final_acc'])}  "
                          f"({summary['total_seconds']:.1f} s)")
 
 

@@ -308,6 +308,71 @@ def test_a_failed_run_is_reported_and_the_rest_go_on(tiny_sweep, monkeypatch, ca
     assert rows["entropy"]["seeds"] == "1" and rows["random"]["seeds"] == "0"
 
 
+def _hold_lock_in_another_process(folder):
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import time
+        from autoal import runlog
+        with runlog.hold_lock({str(folder)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_two_sweeps_cannot_share_a_folder(tiny_sweep, capsys):
+    holder = _hold_lock_in_another_process(tiny_sweep["out"])
+    try:
+        assert compare.main(sweep_args(tiny_sweep, methods="entropy", seeds="0")) == 2
+        assert f"in use by another sweep (PID {holder.pid})" in capsys.readouterr().err
+        assert not (tiny_sweep["out"] / "runs").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_run_folder_held_by_another_process_fails_that_run_only(tiny_sweep, capsys):
+    entropy, random_ = planned(tiny_sweep, ["entropy", "random"], [0])
+    holder = _hold_lock_in_another_process(random_.run_dir)
+    try:
+        assert compare.main(sweep_args(tiny_sweep, seeds="0")) == 1
+        out = capsys.readouterr().out
+        assert f"random seed 0: FAILED: UserError: {random_.run_dir} is in use by another run (PID {holder.pid})" in out
+        assert (entropy.run_dir / "summary.json").is_file() and not (random_.run_dir / "config.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_auto_backbone_is_compared_as_what_it_means_here(tiny_sweep, monkeypatch, capsys):
+    from autoal import loop
+
+    args = sweep_args(tiny_sweep, methods="entropy", seeds="0") + ["--backbone", "auto"]
+    assert compare.main(args) == 0
+    (spec,) = planned(tiny_sweep, ["entropy"], [0])
+    assert json.loads((spec.run_dir / "config.json").read_text())["backbone"] == "cnn"
+    capsys.readouterr()
+    assert compare.main(args) == 0  # on the same device the finished run is the requested one
+    assert "(finished earlier)" in capsys.readouterr().out
+    # where auto means ResNet-18 (CUDA), the CNN run is not a finished run of this sweep
+    monkeypatch.setattr(loop, "resolve_backbone", lambda name, device: "resnet18" if name == "auto" else name)
+    assert compare.main(args) == 2
+    assert "backbone: 'cnn' -> 'resnet18'" in capsys.readouterr().err
+
+
+def test_a_run_folder_that_never_reached_a_checkpoint_is_reused(tiny_sweep):
+    (spec,) = planned(tiny_sweep, ["entropy"], [0])
+    spec.run_dir.mkdir(parents=True)
+    (spec.run_dir / "config.json").write_text(json.dumps({"strategy": "entropy", "rounds": 9}))  # killed in round 0
+    assert compare.main(sweep_args(tiny_sweep, methods="entropy", seeds="0")) == 0
+    assert json.loads((spec.run_dir / "config.json").read_text())["rounds"] == 2
+
+
 def test_ray_missing_is_a_clear_error(tiny_sweep, monkeypatch, capsys):
     import sys
 

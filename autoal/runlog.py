@@ -140,7 +140,7 @@ def _write_error(path: Path, exc: OSError) -> str:
         except OSError:
             free = "free space unknown"
         return (f"the disk holding {folder} is full ({free}) while writing {path.name}; "
-                f"free some space, then continue with --resume {folder}")
+                f"free some space, then run again (a run with a checkpoint continues with --resume {folder})")
     return f"cannot write {path} ({exc.strerror or exc}); check the folder's permissions and disk"
 
 

@@ -292,7 +292,7 @@ def test_a_full_disk_names_the_disk_and_the_folder_and_leaves_no_tmp(npz, tmp_pa
     monkeypatch.setattr(runlog, "open", lambda path, mode: _FullDisk(path, mode), raising=False)
     assert main(["--resume", str(run_dir), "--no-progress"]) == 2
     line = _error(capsys)
-    assert f"the disk holding {run_dir} is full" in line and "MiB free" in line and f"--resume {run_dir}" in line
+    assert f"the disk holding {run_dir} is full" in line and "MiB free" in line and f"continues with --resume {run_dir}" in line
     assert not list(run_dir.glob("*.tmp"))
     monkeypatch.undo()
     assert main(["--resume", str(run_dir), "--no-progress"]) == 0  # space freed: it goes on

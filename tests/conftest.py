@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +14,21 @@ from autoal.config import RunConfig
 from autoal.data import ImageDataset, Split, _assemble
 
 torch.set_num_threads(1)  # tests are many tiny ops: threads cost more than they give
+
+
+def _install_planted_plugin() -> None:
+    """The planted candidates (anti_margin, noise_a, noise_b in experiments/planted.py) as a third-party
+    plug-in would arrive: an installed distribution's entry point in the ``autoal.candidates`` group,
+    found by importlib.metadata on sys.path. The registry loads it with the built-ins."""
+    root = Path(tempfile.mkdtemp(prefix="autoal-plugin-"))
+    info = root / "autoal_planted-0.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: autoal-planted\nVersion: 0.0\n")
+    (info / "entry_points.txt").write_text("[autoal.candidates]\nplanted = experiments.planted\n")
+    sys.path.append(str(root))
+
+
+_install_planted_plugin()
 
 
 def synthetic_arrays(n: int, n_classes: int = 4, size: int = 8, channels: int = 1,

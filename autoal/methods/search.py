@@ -101,6 +101,17 @@ def selected_columns(names: list[str], outputs: PoolOutputs, mass: float, seed: 
     return torch.stack(columns, dim=1)
 
 
+def hardness(probs: Tensor, labels: Tensor) -> Tensor:
+    """How hard each sample is for the model, 1 - p(true class), shape (N,), in [0, 1].
+
+    The per-sample loss_i of the search. Bounded on purpose: FitNet trains to near-zero loss on a few
+    dozen samples, so the cross-entropy of its rare confident mistakes reaches 5-9 nats and one such
+    sample, which a random column hits as often as any, outweighs every uncertain sample a good
+    strategy marks (measured on the planted pool: with CE the search ends on a noise column).
+    """
+    return 1.0 - probs.gather(1, labels[:, None]).squeeze(1)
+
+
 def descriptors(probs: Tensor) -> Tensor:
     """SearchNet's input (N, C): each sample's class probabilities, sorted in decreasing order."""
     return probs.float().sort(dim=1, descending=True).values
@@ -272,49 +283,36 @@ class AutoALSelector(Selector):
                             "--tau-scale > 0, positive --search-lr and --unroll-lr, and non-negative "
                             "--count-penalty and --rank-weight")
         self.needs = needs_of(self.candidates) | {"probs"}
-        self.searchnet: SearchNet | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
+        self.searchnet: SearchNet | None = None  # this round's, fitted by _search
         self.fitnet_state: dict[str, Tensor] | None = None
-        self._pending: dict[str, Any] | None = None
+        self.memory: list[dict[str, Any]] = []  # every round's L_val simulation (see _search)
         self._layout_writer: Any = None
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        if self.searchnet is None:
-            return dict(self._pending or {})
-        return {"searchnet": self.searchnet.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "fitnet": self.fitnet_state}
+        # SearchNet is refitted every round from the memory, so the memory and FitNet are the whole state
+        return {"fitnet": self.fitnet_state, "memory": self.memory}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._pending = state or None
-        if self.searchnet is not None and self._pending:
-            self._restore()
+        self.fitnet_state = state.get("fitnet")
+        self.memory = list(state.get("memory", []))
 
-    def _restore(self) -> None:
-        state, self._pending = self._pending, None
-        self.searchnet.load_state_dict(state["searchnet"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.fitnet_state = state["fitnet"]
-
-    def _ensure_nets(self, learner: Learner) -> None:
-        """Build SearchNet and its optimiser once (the class count is known only from the data), then restore."""
-        if self.searchnet is not None:
-            return
+    def _new_searchnet(self, learner: Learner, round_: int) -> tuple[SearchNet, torch.optim.Optimizer]:
+        """A fresh SearchNet that starts as the equal-weight mix: w_ik = 1/2 (zero head) and lambda_k = 1."""
         from autoal.models import initialised
 
-        k = len(self.candidates)
-        net = initialised(lambda: SearchNet(learner.data.n_classes, k), generator(self.cfg.seed, "searchnet-init"))
-        self.searchnet = net.to(learner.device)
-        # created once, kept across steps and rounds (its moments are in the checkpoint)
-        self.optimizer = torch.optim.Adam(self.searchnet.parameters(), lr=self.cfg.search_lr)
-        if self._pending:
-            self._restore()
+        net = initialised(lambda: SearchNet(learner.data.n_classes, len(self.candidates)),
+                          generator(self.cfg.seed, "searchnet-init", round_))
+        nn.init.zeros_(net.head.weight)
+        nn.init.zeros_(net.head.bias)
+        net = net.to(learner.device)
+        return net, torch.optim.Adam(net.parameters(), lr=self.cfg.search_lr)
 
     # -- one round ------------------------------------------------------------------------
     def select(self, ctx: RoundContext) -> Selection:
-        self._ensure_nets(ctx.learner)
         tick = time.perf_counter()
         r = ctx.budget / max(len(ctx.unlabeled), 1)  # the pool's budget ratio, used on L_val too
+        self.searchnet, self.optimizer = self._new_searchnet(ctx.learner, ctx.round)
         stats = self._search(ctx, r)
         search_seconds = time.perf_counter() - tick
 
@@ -344,33 +342,53 @@ class AutoALSelector(Selector):
         y_val = learner.data.train.labels[l_val].to(device)
         probs_val = val_out.probs.to(device)
         out["fitnet_val_acc"] = accuracy(probs_val.cpu(), y_val.cpu())
+        loss_val = hardness(probs_val, y_val)  # (n_val,)
+        a_val = selected_columns(self.candidates, val_out, r * len(l_val),
+                                 derive_seed(ctx.seed, "val-columns")).to(device)  # (n_val, K)
+        # how hard each candidate's L_val picks are for FitNet: the evidence the search learns from
+        out["column_hardness"] = {n: float((a_val[:, k] * loss_val).sum() / a_val[:, k].sum().clamp_min(1e-12))
+                              for k, n in enumerate(self.candidates)}
+        # This round's simulation joins the earlier rounds' (each with the A, descriptors and losses of its
+        # own FitNet, at its own ratio), and a fresh SearchNet is fitted to all of them. At low budgets one
+        # L_val holds under one expected pick per column (r * n_val = 0.09 on digits' first round), so the
+        # evidence is pooled over rounds; refitting from the equal-weight start (rather than continuing
+        # last round's net) keeps the first rounds' noise from locking the weights in: a saturated
+        # sigmoid no longer has the gradient to move when later evidence disagrees.
+        self.memory.append({"rows": l_val, "a": a_val.cpu(), "d": descriptors(probs_val).cpu(),
+                            "loss": loss_val.cpu(), "r": r})
         if cfg.search_epochs == 0:
             return {**out, **{k: v for k, v in skipped.items() if k != "fitnet_val_acc"},
                     "search_skipped": "--search-epochs 0"}
-        # A, the descriptors and FitNet's losses on L_val: computed once per search, reused by every step
-        a_val = selected_columns(self.candidates, val_out, r * len(l_val),
-                                 derive_seed(ctx.seed, "val-columns")).to(device)  # (n_val, K)
-        d_val = descriptors(probs_val)  # (n_val, C)
-        loss_val = -torch.log(probs_val.gather(1, y_val[:, None]).squeeze(1).clamp_min(1e-12))  # (n_val,) FitNet's CE
 
-        inner_opt = torch.optim.SGD(fitnet.parameters(), lr=cfg.unroll_lr) if cfg.search_mode in UNROLLED else None
-        order = generator(ctx.seed, "search-order")
-        per_epoch = max(1, len(l_val) // cfg.search_batch_size)
-        steps = cfg.search_epochs * per_epoch
-        val_batches = aligned_batches(len(l_val), cfg.search_batch_size, steps, order)
-        tr_batches = aligned_batches(len(l_tr), cfg.search_batch_size, steps, order) if inner_opt else None
-        sums = {"grad_norm": 0.0, "loss_search": 0.0, "loss_rank": 0.0}
-        for step, vb in enumerate(val_batches):
-            vb = vb.to(device)
-            images = None
-            if inner_opt is not None:  # the unrolled objectives run FitNet on the batch's images
-                images = (learner.batch(learner.data.train, l_val[vb.cpu()]),
-                          learner.batch(learner.data.train, l_tr[tr_batches[step]]))
-            result = self._step(fitnet, inner_opt, d_val[vb], a_val[vb], loss_val[vb], images, r)
-            for key in sums:
-                sums[key] += result[key]
-        out.update({key: value / len(val_batches) for key, value in sums.items()}, search_steps=len(val_batches))
+        out.update(self._fit(learner, fitnet, l_tr, generator(ctx.seed, "search-order")))
         return out
+
+    def _fit(self, learner: Learner | None, fitnet: nn.Module | None, l_tr: Tensor | None,
+             order: torch.Generator) -> dict[str, float]:
+        """``search_epochs`` epochs of SearchNet over every simulation in the memory, in random order.
+        The unrolled objectives also need the learner, this round's FitNet and L_tr (for its images)."""
+        cfg = self.cfg
+        device = next(self.searchnet.parameters()).device
+        unrolled = cfg.search_mode in UNROLLED
+        inner_opt = torch.optim.SGD(fitnet.parameters(), lr=cfg.unroll_lr) if unrolled else None
+        sums = {"grad_norm": 0.0, "loss_search": 0.0, "loss_rank": 0.0}
+        steps = 0
+        for _ in range(cfg.search_epochs):
+            for m in torch.randperm(len(self.memory), generator=order).tolist():
+                sim = self.memory[m]
+                n = len(sim["loss"])
+                for vb in aligned_batches(n, cfg.search_batch_size, max(1, n // cfg.search_batch_size), order):
+                    images = None
+                    if unrolled:  # the unrolled objectives run FitNet on the batch's images
+                        tb = torch.randperm(len(l_tr), generator=order)[:cfg.search_batch_size]
+                        images = (learner.batch(learner.data.train, sim["rows"][vb]),
+                                  learner.batch(learner.data.train, l_tr[tb]))
+                    result = self._step(fitnet, inner_opt, sim["d"][vb].to(device), sim["a"][vb].to(device),
+                                        sim["loss"][vb].to(device), images, sim["r"])
+                    steps += 1
+                    for key in sums:
+                        sums[key] += result[key]
+        return {**{key: value / max(steps, 1) for key, value in sums.items()}, "search_steps": steps}
 
     def _fitnet(self, ctx: RoundContext, l_tr: Tensor) -> nn.Module:
         """FitNet trained to competence on L_tr with the task model's recipe, continuing from last round's

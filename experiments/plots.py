@@ -1,7 +1,8 @@
 """Plots of a sweep (matplotlib is the optional extra ``autoal[plot]``).
 
 curves.png: mean test accuracy vs labels per method, with a ± std band over seeds.
-weights.png: AutoAL's strategy weights and ALBL's expert probabilities over rounds, one panel each.
+weights.png: AutoAL's strategy weights (lambda_k * mean_i w_ik) and each strategy's share of the picks
+(the mean per-pick fraction of the score it contributed), and ALBL's expert probabilities, over rounds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 
 #: (records' selector key, preferred method, panel title)
 WEIGHT_PANELS = (("weights", "autoal", "strategy weights"),
+                 ("contribution", "autoal", "share of the picks"),
                  ("expert_probs", "albl", "expert probabilities"))
 
 

@@ -6,7 +6,7 @@
 Recipes (each a set of TrainSettings; the network is the current task model in both):
 - old: the recipe before issue 8: 50 epochs, at least 100 steps, constant lr, no augmentation
   (``--epochs 50 --min-steps 100 --schedule constant --augment none`` reproduces it in a run);
-- new: the defaults: 100 epochs, at least 200 steps, cosine lr, the dataset's augmentation.
+- new: the defaults: 80 epochs, at least 200 steps, cosine lr, the dataset's augmentation.
 
 For each labeled-set size the labeled rows are a seeded random subset of the pool (what the first
 rounds of random sampling label), the same for both recipes. Prints the median seconds of one fit

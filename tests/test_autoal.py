@@ -261,6 +261,17 @@ def test_the_query_follows_the_fitted_weights_on_the_pool_columns():
     assert picks == set(a[:, 0].nonzero().squeeze(1).tolist())
 
 
+def test_the_selectors_query_is_what_the_weighted_candidate_would_pick_from_the_same_model():
+    """The real pool path: columns built in the same order and form as L_val's, so evidence for the
+    first candidate makes the query that candidate's own picks (reordered columns would not)."""
+    cfg = tiny_config(strategy="autoal", candidates=",".join(PLANTED), budget=6, search_epochs=20)
+    ctx, selector = _context(cfg, make_dataset(n_classes=4))
+    selector.memory = _evidence(rounds=8)
+    picks = set(selector.select(ctx).indices.tolist())
+    margin = set(ctx.unlabeled[candidate_choice("margin", ctx.outputs, budget=6, generator=0)].tolist())
+    assert len(picks & margin) >= 5, (picks, margin)
+
+
 # --- through the loop -------------------------------------------------------------------------
 
 def _context(cfg, data, n_labeled: int = 16) -> tuple[RoundContext, object]:

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from autoal.errors import UserError
 from autoal.learner import Learner, accuracy
+from autoal.models import initialised
 from autoal.methods.relaxation import (
     PUBLISHED_SLOPE,
     count_penalty,
@@ -284,6 +285,7 @@ class AutoALSelector(Selector):
                             "--count-penalty and --rank-weight")
         self.needs = needs_of(self.candidates) | {"probs"}
         self.searchnet: SearchNet | None = None  # this round's, fitted by _search
+        self.optimizer: torch.optim.Optimizer | None = None
         self.fitnet_state: dict[str, Tensor] | None = None
         self.memory: list[dict[str, Any]] = []  # every round's L_val simulation (see _search)
         self._layout_writer: Any = None
@@ -299,8 +301,6 @@ class AutoALSelector(Selector):
 
     def _new_searchnet(self, learner: Learner, round_: int) -> tuple[SearchNet, torch.optim.Optimizer]:
         """A fresh SearchNet that starts as the equal-weight mix: w_ik = 1/2 (zero head) and lambda_k = 1."""
-        from autoal.models import initialised
-
         net = initialised(lambda: SearchNet(learner.data.n_classes, len(self.candidates)),
                           generator(self.cfg.seed, "searchnet-init", round_))
         nn.init.zeros_(net.head.weight)

@@ -33,7 +33,8 @@ class RunConfig:
                                   "fashionmnist, cifar10, cifar100, svhn) or npz:PATH in MedMNIST layout")
     data_root: str = _opt("data", "folder holding the official MedMNIST NAME.npz files; for the torchvision "
                                   "sets their download/cache folder (downloads only where a network exists)")
-    size: int = _opt(28, "MedMNIST image size: 28, 64, 128 or 224 (torchvision sets keep their native 28 or 32)")
+    size: int = _opt(28, "MedMNIST image size: 28, 64, 128 or 224 (torchvision sets keep their native 28 or 32; "
+                         "digits and npz data keep the size they are stored at, and refuse any other --size)")
     # --- active learning ---
     strategy: str = _opt("autoal", "query strategy: autoal, albl, selectal or any registered candidate "
                                    "(entropy, margin, least_confidence, bald, var_ratio, mean_std, kmeans, typiclust, random, ...)")
@@ -219,9 +220,25 @@ def check(cfg: RunConfig) -> RunConfig:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
     if cfg.weight_decay < 0:
         raise UserError(f"--weight-decay must not be negative, got {cfg.weight_decay}")
+    check_size(cfg.dataset, cfg.size)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
         raise UserError(f"--device {cfg.device!r} is not a device; use auto, cpu, cuda or cuda:N")
     return cfg
+
+
+def check_size(dataset: str, size: int) -> None:
+    """Refuse a --size that the dataset would ignore: config.json would record a size the run never used.
+
+    MedMNIST sets load the file of that size and the torchvision sets check it against their native
+    size (both in their loaders); digits and npz data keep the images as stored, so only the default passes.
+    """
+    key = dataset.strip()
+    default = CONFIG_FIELDS["size"].default
+    if size == default or not (key == "digits" or key.startswith("npz:")):
+        return
+    what = "sklearn's digits are 8x8 images" if key == "digits" else "an npz file's images keep their stored size"
+    raise UserError(f"--size {size} does not apply to {key}: {what} and are never resized; drop --size "
+                    f"(it picks a MedMNIST file: 28, 64, 128 or 224)")
 
 
 def default_run_dir(cfg: RunConfig) -> Path:

@@ -202,3 +202,22 @@ def test_malformed_flags_get_one_line_and_exit_2(argv, match, capsys):
     assert exit_info.value.code == 2
     line = _error(capsys)
     assert match in line and "--help" in line
+
+
+@pytest.mark.parametrize("dataset", ["digits", "npz"])
+def test_size_is_refused_where_it_would_be_ignored(npz, tmp_path, capsys, dataset):
+    """digits and npz images are never resized: a --size there would be recorded in config.json as if used."""
+    name = "digits" if dataset == "digits" else f"npz:{npz}"
+    assert main(_args(npz, tmp_path / "run", dataset=name, size=64)) == 2
+    line = _error(capsys)
+    assert "--size 64 does not apply to" in line and "drop --size" in line
+    assert not (tmp_path / "run").exists()
+    assert main(_args(npz, tmp_path / "run", dataset=name, size=28)) == 0  # the default is what they hold
+
+
+@pytest.mark.parametrize("dataset", ["pathmnist", "cifar10", "mnist"])
+def test_size_is_left_to_the_loaders_that_use_it(dataset):
+    """MedMNIST picks its file by --size and the torchvision sets check it against their native size."""
+    from autoal.config import check_size
+
+    check_size(dataset, 64)  # no error here: their loaders decide (see test_data, test_torchvision_data)

@@ -23,6 +23,7 @@ from autoal.data import ImageDataset, load_dataset
 from autoal.errors import UserError
 from autoal.learner import Learner, Progress, TrainSettings
 from autoal.models import resolve_backbone
+from autoal.registry import get_candidate, list_candidates
 from autoal.rng import derive_seed, generator
 from autoal.selectors import RoundContext, Selector, make_selector
 
@@ -84,6 +85,27 @@ def check_sizes(cfg: RunConfig, n_pool: int) -> None:
                         f"samples but the pool has {n_pool}; use --rounds {most} or less, or a smaller --budget")
 
 
+def check_mc_samples(strategy: str, needs: frozenset[str], mc_samples: int) -> None:
+    """Refuse fewer than 2 MC-dropout samples for a selector that reads them (``mc_probs`` in its needs).
+
+    BALD, var_ratio and mean_std measure disagreement between the T samples: with T = 1 they are
+    the same for every pool point, and the ranking's tie-break alone chooses the batch.
+    """
+    if "mc_probs" not in needs or mc_samples >= 2:
+        return
+    users = ", ".join(n for n in list_candidates() if "mc_probs" in get_candidate(n).needs)
+    raise UserError(f"--strategy {strategy} uses MC-dropout samples ({users} compare T samples), which are "
+                    f"constant with --mc-samples {mc_samples}; give --mc-samples 2 or more (default 20), or a "
+                    f"strategy (or --candidates) without them")
+
+
+def make_checked_selector(cfg: RunConfig) -> Selector:
+    """The run's selector, its settings checked: the CLI calls it before anything is written."""
+    selector = make_selector(cfg.strategy, cfg)
+    check_mc_samples(cfg.strategy, selector.needs, cfg.mc_samples)
+    return selector
+
+
 def make_learner(cfg: RunConfig, data: ImageDataset, device: torch.device,
                  progress: Progress | None = None) -> Learner:
     settings = TrainSettings(backbone=resolve_backbone(cfg.backbone, device), epochs=cfg.epochs,
@@ -110,10 +132,7 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
     device = resolve_device(cfg.device)
     cfg = resolve_models(cfg, device)
     learner = make_learner(cfg, data, device, on_progress)
-    selector = make_selector(cfg.strategy, cfg)
-    if "mc_probs" in selector.needs and cfg.mc_samples < 1:
-        raise UserError(f"--strategy {cfg.strategy} uses MC-dropout samples; give --mc-samples 1 or more "
-                        f"(got {cfg.mc_samples})")
+    selector = make_checked_selector(cfg)
 
     runlog.make_folder(run_dir)
     state = runlog.load_checkpoint(run_dir)

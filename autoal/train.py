@@ -67,11 +67,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(cfg: RunConfig, run_dir: Path, resuming: bool, progress: bool) -> int:
     from autoal.data import load_dataset
-    from autoal.loop import check_sizes, resolve_device  # heavy imports after the arguments are known to be good
+    from autoal.loop import check_sizes, make_checked_selector, resolve_device  # heavy: after the arguments
 
     data = load_dataset(cfg.dataset, cfg.data_root, cfg.size)  # bad data fails before anything is written
     check_sizes(cfg, len(data.train))
     resolve_device(cfg.device)
+    make_checked_selector(cfg)  # its settings too (--candidates, --mc-samples for MC strategies)
     created = not run_dir.exists()
     with runlog.hold_lock(run_dir):  # one process per run folder, until this one exits
         if not resuming:

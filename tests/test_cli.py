@@ -187,10 +187,29 @@ def test_help(capsys):
         assert flag in text, flag
 
 
-def test_mc_strategy_without_mc_samples(npz, tmp_path, capsys):
-    assert main(_args(npz, tmp_path / "run", strategy="bald", **{"mc-samples": 0})) == 2
-    assert "--mc-samples 1 or more" in _error(capsys)
-    assert main(_args(npz, tmp_path / "run", strategy="entropy", **{"mc-samples": 0})) == 0  # not needed there
+@pytest.mark.parametrize("samples", [0, 1])
+@pytest.mark.parametrize("strategy, candidates", [
+    ("bald", None), ("var_ratio", None), ("mean_std", None),
+    ("autoal", "entropy,bald"), ("albl", "margin,mean_std"),
+])
+def test_mc_strategy_with_fewer_than_two_mc_samples(npz, tmp_path, capsys, monkeypatch, samples, strategy,
+                                                   candidates):
+    """With T = 1 every MC statistic is constant over the pool: refused up front, nothing written."""
+
+    def no_folder_yet(*args, **kwargs):
+        raise AssertionError("the run folder was locked (created) before the settings were checked")
+
+    monkeypatch.setattr(runlog, "hold_lock", no_folder_yet)
+    argv = _args(npz, tmp_path / "run", strategy=strategy, candidates=candidates, **{"mc-samples": samples})
+    assert main(argv) == 2
+    line = _error(capsys)
+    assert f"--strategy {strategy} uses MC-dropout samples" in line and "--mc-samples 2 or more" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_mc_samples_are_not_needed_without_an_mc_strategy(npz, tmp_path, capsys):
+    assert main(_args(npz, tmp_path / "a", strategy="entropy", **{"mc-samples": 0})) == 0
+    assert main(_args(npz, tmp_path / "b", strategy="albl", candidates="entropy,margin", **{"mc-samples": 1})) == 0
 
 
 @pytest.mark.parametrize("argv, match", [(["--budget", "x"], "invalid int value: 'x'"),

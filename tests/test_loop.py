@@ -223,3 +223,10 @@ def test_progress_reports_every_phase_of_the_task_model(tmp_path):
     run(tiny_config(rounds=1), tmp_path, data=make_dataset(), on_progress=on_progress)
     assert set(seen) == {"train", "evaluate", "infer"}
     assert seen["evaluate"] == {32} and seen["infer"] == {64 - 8}  # test split; unlabeled pool
+
+
+def test_run_refuses_one_mc_sample_before_making_the_folder(tmp_path, data):
+    """The sweep runner calls run() directly: the loop checks --mc-samples too, before anything is written."""
+    with pytest.raises(UserError, match="--strategy bald uses MC-dropout samples.*--mc-samples 2 or more"):
+        run(tiny_config(strategy="bald", mc_samples=1), tmp_path / "run", data=data)
+    assert not (tmp_path / "run").exists()

@@ -313,3 +313,50 @@ def method_with_key(results: Sequence[RunResult], methods: Sequence[str], key: s
     if not having:
         return None
     return preferred if preferred in having else having[0]
+
+
+def render_curve_table(curves: dict[str, Curve], every: int = 1) -> str:
+    """Mean test accuracy by labels, one row per method (every ``every``-th round), as Markdown."""
+    if not curves:
+        return ""
+    labels = next(iter(curves.values())).labels[::every]
+    lines = ["| method | seeds | " + " | ".join(str(int(n)) for n in labels) + " |",
+             "|---|---:|" + "---:|" * len(labels)]
+    for method, curve in curves.items():
+        values = curve.mean[::every]
+        lines.append(f"| {method} | {curve.n} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Tables (and plots, with matplotlib) of every METHOD-seedS folder under one or more folders:
+    ``python -m experiments.results RUNS_DIR [RUNS_DIR ...] --out DIR``. Nothing is re-run."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m experiments.results", description=main.__doc__)
+    parser.add_argument("runs", nargs="+", help="folders holding METHOD-seedS run folders")
+    parser.add_argument("--out", required=True, help="where results.md, results.csv and the plots go")
+    parser.add_argument("--methods", default="", help="comma-separated methods and their order (default: all)")
+    parser.add_argument("--title", default="Comparison")
+    args = parser.parse_args(argv)
+    results = [r for folder in args.runs for r in collect_runs(folder)]
+    methods = [m for m in args.methods.split(",") if m] or sorted({r.method for r in results})
+    results = [r for r in results if r.method in methods]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stats, paired = method_stats(results, methods), paired_comparisons(results, methods)
+    text = render_markdown(stats, paired, args.title)
+    text += "\n## Mean test accuracy by labels\n\n" + render_curve_table(mean_curves(results, methods))
+    (out / "results.md").write_text(text)
+    (out / "results.csv").write_text(render_csv(stats, paired))
+    from experiments import plots
+
+    if plots.have_matplotlib():
+        plots.plot_curves(results, methods, out / "curves.png", args.title)
+        plots.plot_weights(results, methods, out / "weights.png")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

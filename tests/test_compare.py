@@ -410,3 +410,15 @@ def test_every_experiment_config_parses(path):
 
 def test_the_expected_configs_exist():
     assert {p.stem for p in CONFIG_DIR.glob("*.toml")} >= {"digits", "pathmnist", "organcmnist", "tissuemnist"}
+
+
+def test_results_cli_tabulates_runs_from_several_folders(tmp_path, capsys):
+    """Runs made by different sweeps go into one table, with the mean accuracy at each label count."""
+    write_fake_run(tmp_path / "a", "random", 0, [0.5, 0.6, 0.7])
+    write_fake_run(tmp_path / "b", "random", 1, [0.5, 0.8, 0.9])
+    write_fake_run(tmp_path / "b", "margin", 0, [0.5, 0.7, 0.8])
+    assert res.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "t"),
+                     "--methods", "random,margin"]) == 0
+    table = (tmp_path / "t" / "results.md").read_text()
+    assert "| random | 2 | 0.500 | 0.700 | 0.800 |" in table and "| margin | 1 | 0.500 | 0.700 | 0.800 |" in table
+    assert (tmp_path / "t" / "results.csv").read_text().splitlines()[1].startswith("random,2,")

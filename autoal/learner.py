@@ -7,6 +7,7 @@ Learner, so their candidate values come from exactly the path the real pool uses
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -141,20 +142,33 @@ class Learner:
 
     # -- inference ------------------------------------------------------------------------
     def infer(self, model: nn.Module, rows: Tensor, needs: frozenset[str], seed: int,
-              split: Split | None = None, phase: str = "infer") -> PoolOutputs:
-        """One batched pass over ``rows``: only the outputs in ``needs`` (probs always cheap)."""
+              split: Split | None = None, phase: str = "infer",
+              labeled_rows: Tensor | None = None) -> PoolOutputs:
+        """One batched pass over ``rows``: only the outputs in ``needs`` (probs always cheap).
+
+        ``labeled_rows`` (rows of the same split) are the set that plays "labeled": when ``needs``
+        holds ``labeled_embeddings``, their embeddings ride along in the same call (a deterministic
+        eval-mode pass over L more rows, embeddings only). Without ``labeled_rows`` that field
+        stays None and core-set / diversity sampling start without labeled centres.
+        """
         split = split or self.data.train
+        total = len(rows) + (len(labeled_rows) if labeled_rows is not None and "labeled_embeddings" in needs else 0)
         loaded = 0
 
         def load(batch_rows: Tensor) -> Tensor:
             nonlocal loaded
             if self.progress is not None:
-                self.progress(phase, loaded, len(rows))
+                self.progress(phase, loaded, total)
             loaded += len(batch_rows)
             return self.batch(split, batch_rows)[0]
 
-        return infer_pool(model, load, rows.cpu(), needs, mc_samples=self.settings.mc_samples,
-                          batch_size=self.settings.eval_batch_size, seed=seed, device=self.device)
+        settings = dict(mc_samples=self.settings.mc_samples, batch_size=self.settings.eval_batch_size,
+                        seed=seed, device=self.device)
+        out = infer_pool(model, load, rows.cpu(), needs, **settings)
+        if "labeled_embeddings" in needs and labeled_rows is not None:
+            labeled = infer_pool(model, load, labeled_rows.cpu(), frozenset({"embeddings"}), **settings)
+            out = dataclasses.replace(out, labeled_embeddings=labeled.embeddings)
+        return out
 
     def evaluate(self, model: nn.Module, split: Split | None = None) -> tuple[float, float]:
         """(ACC, AUC) on a split (the test split by default), MedMNIST conventions."""
@@ -219,8 +233,9 @@ def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, m
     """
     want_mc = "mc_probs" in needs and mc_samples > 0
     want_emb = "embeddings" in needs
+    want_head = "head_features" in needs
     head_only = isinstance(model, Classifier) and not dropout_modules(model.backbone)
-    probs, mc, embs = [], [], []
+    probs, mc, embs, heads = [], [], [], []
     mc_gen = torch.Generator(device=device).manual_seed(seed)  # the MC-dropout masks
     with training_flags_kept(model), torch.inference_mode(), dropout_generator(model, mc_gen):
         model.eval()
@@ -234,6 +249,8 @@ def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, m
                 probs.append(model(x).softmax(dim=1))
             if want_emb:
                 embs.append(emb if emb is not None else model.embed(x))
+            if want_head:
+                heads.append(head_features(model, emb))
             if want_mc:
                 with mc_dropout(model):
                     if head_only:  # one call: dropout draws independent masks for each of T copies
@@ -247,7 +264,21 @@ def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, m
         probs=torch.cat(probs) if probs else None,
         mc_probs=torch.cat(mc, dim=1) if want_mc else None,
         embeddings=torch.cat(embs) if want_emb else None,
+        head_features=torch.cat(heads) if want_head else None,
     )
+
+
+def head_features(model: nn.Module, emb: Tensor | None) -> Tensor:
+    """The input (B, H) of the classifier's last linear layer, in the mode the model is in (eval:
+    dropout off). Our head is dropout-linear-ReLU-dropout-linear, so this is the hidden layer."""
+    head = getattr(model, "head", None)
+    if emb is None or head is None:
+        raise ValueError("head_features need a Classifier (backbone -> embedding -> head)")
+    if isinstance(head, nn.Linear):
+        return emb
+    if isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear):
+        return head[:-1](emb)
+    raise ValueError(f"head_features: the head {type(head).__name__} does not end in a linear layer")
 
 
 def accuracy(probs: Tensor, labels: Tensor) -> float:

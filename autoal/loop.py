@@ -212,7 +212,8 @@ def _round(cfg: RunConfig, r: int, learner: Learner, selector: Selector, labeled
     if r < cfg.rounds:
         unlabeled = (~labeled).nonzero().squeeze(1)
         tick = time.perf_counter()
-        outputs = learner.infer(model, unlabeled, selector.needs, seed=derive_seed(cfg.seed, "infer", r))
+        outputs = learner.infer(model, unlabeled, selector.needs, seed=derive_seed(cfg.seed, "infer", r),
+                                labeled_rows=labeled_idx)  # core-set's centres, when a candidate needs them
         seconds["infer"] = time.perf_counter() - tick
 
         tick = time.perf_counter()

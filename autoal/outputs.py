@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 #: The quantities a candidate may ask for.
-NEEDS = frozenset({"probs", "mc_probs", "embeddings"})
+NEEDS = frozenset({"probs", "mc_probs", "embeddings", "labeled_embeddings", "head_features"})
 
 
 @dataclass(frozen=True)
@@ -19,19 +19,32 @@ class PoolOutputs:
     probs:      (N, C) softmax of the deterministic (eval-mode) pass
     mc_probs:   (T, N, C) softmax of T MC-dropout passes (dropout on, BatchNorm in eval)
     embeddings: (N, D) penultimate features
+    labeled_embeddings: (L, D) the same features of the L labeled samples (not pool rows): the
+                initial centres of core-set and diversity sampling. ``subset`` keeps them whole,
+                and they are None where the caller gave no labeled rows (candidates then fall
+                back to no labeled centres).
+    head_features: (N, H) the input of the classifier's last linear layer (eval mode): what
+                BADGE's last-layer gradient embedding multiplies by p - onehot(yhat)
     """
 
     n: int
     probs: Tensor | None = None
     mc_probs: Tensor | None = None
     embeddings: Tensor | None = None
+    labeled_embeddings: Tensor | None = None
+    head_features: Tensor | None = None
 
     def __post_init__(self) -> None:
         for name, size in (("probs", self.probs is not None and self.probs.shape[0]),
                            ("mc_probs", self.mc_probs is not None and self.mc_probs.shape[1]),
-                           ("embeddings", self.embeddings is not None and self.embeddings.shape[0])):
+                           ("embeddings", self.embeddings is not None and self.embeddings.shape[0]),
+                           ("head_features", self.head_features is not None and self.head_features.shape[0])):
             if size is not False and size != self.n:
                 raise ValueError(f"PoolOutputs.{name} covers {size} samples, expected n={self.n}")
+        if (self.embeddings is not None and self.labeled_embeddings is not None
+                and self.labeled_embeddings.shape[1:] != self.embeddings.shape[1:]):
+            raise ValueError(f"PoolOutputs.labeled_embeddings have shape {tuple(self.labeled_embeddings.shape)}, "
+                             f"the pool's embeddings {tuple(self.embeddings.shape)}: the feature sizes differ")
 
     def require(self, name: str) -> Tensor:
         value = getattr(self, name)
@@ -40,12 +53,15 @@ class PoolOutputs:
         return value
 
     def subset(self, rows: Tensor) -> PoolOutputs:
-        """The outputs of the samples at ``rows`` (positions into this PoolOutputs)."""
+        """The outputs of the samples at ``rows`` (positions into this PoolOutputs); the labeled
+        set's embeddings are not pool rows and stay as they are."""
         return PoolOutputs(
             n=len(rows),
             probs=None if self.probs is None else self.probs[rows],
             mc_probs=None if self.mc_probs is None else self.mc_probs[:, rows],
             embeddings=None if self.embeddings is None else self.embeddings[rows],
+            labeled_embeddings=self.labeled_embeddings,
+            head_features=None if self.head_features is None else self.head_features[rows],
         )
 
     def to(self, device: torch.device | str) -> PoolOutputs:

@@ -5,6 +5,8 @@ Distances are computed in chunks of rows, so memory stays O(N*D + chunk*K), neve
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -48,26 +50,63 @@ def kmeans_plus_plus(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
     """k-means++ seeding (Arthur & Vassilvitskii): row indices of k distinct initial centres.
 
     Each centre is drawn with probability proportional to the squared distance to the nearest
-    centre chosen so far (D^2 sampling). The k draws are sequential, so each step is kept cheap:
-    the distance update is one matrix-vector product |x|^2 - 2 x.c + |c|^2 (one read of x, no
-    (N, D) temporaries), and a draw is a cumulative sum and a binary search on the device.
+    centre chosen so far (D^2 sampling): ``diversity_sample`` at T = 0.5, from a uniform first row.
     """
-    n = x.shape[0]
+    return diversity_sample(euclidean_to_row(x), x.shape[0], k, 0.5, generator)
+
+
+#: sq_dist(row) -> (N,) squared distances of every row to ``row``: the only way the sampler sees
+#: the points, so Euclidean embeddings and BADGE's factorised gradient embeddings share it.
+SqDistToRow = Callable[[int], Tensor]
+
+
+def euclidean_to_row(x: Tensor) -> SqDistToRow:
+    """Squared Euclidean distances of the rows of x (N, D) to one of them: one matrix-vector
+    product |x|^2 - 2 x.c + |c|^2 (one read of x, no (N, D) temporaries)."""
     x_sq = (x * x).sum(dim=1)  # (N,)
+    return lambda row: torch.addmv(x_sq, x, x[row], alpha=-2.0).add_(x_sq[row]).clamp_min_(0.0)
+
+
+def diversity_sample(sq_dist: SqDistToRow, n: int, k: int, temperature: float, generator: torch.Generator,
+                     initial: Tensor | None = None) -> Tensor:
+    """Diversity-based sampling (Buchert et al., seed 001, eq. 1-2): k distinct rows, one at a time.
+
+    d_i is the distance of row i to the nearest centre (``initial``: (N,) squared distances to
+    fixed centres such as the labeled set, then every row picked so far), and the next row is drawn
+    with p_i proportional to d_i^(1/T) = (d_i^2)^(1/(2T)). T = 0.5 is k-means++'s D^2 sampling;
+    T = 0 is k-center greedy (the farthest row, ties drawn at random); a small T approaches it.
+    Without ``initial`` the first row is uniform. Rows whose d_i is 0 (duplicates of a centre)
+    are drawn only once every other row is taken, uniformly among the rest.
+    """
+    if temperature < 0:
+        raise ValueError(f"diversity sampling needs a temperature T >= 0, got {temperature}")
     chosen = torch.empty(k, dtype=torch.long)
-    min_d = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)  # (N,) to the nearest centre
+    min_d = None if initial is None else initial.clone()  # (N,) squared distance to the nearest centre
     for j in range(k):
-        row = int(torch.randint(n, (1,), generator=generator)) if j == 0 else _d2_sample(min_d, generator)
+        row = int(torch.randint(n, (1,), generator=generator)) if min_d is None else _draw(min_d, temperature, generator)
         if row is None:  # every remaining point coincides with a centre: pick uniformly among the rest
             free = torch.ones(n, dtype=torch.float64)
             free[chosen[:j]] = 0.0
             row = int(torch.multinomial(free, 1, generator=generator))
         chosen[j] = row
-        c = x[row]
-        d = torch.addmv(x_sq, x, c, alpha=-2.0).add_(x_sq[row]).clamp_min_(0.0)  # (N,) squared distances to c
-        torch.minimum(min_d, d, out=min_d)
+        d = sq_dist(row)  # (N,)
+        min_d = d if min_d is None else torch.minimum(min_d, d, out=min_d)
         min_d[row] = 0.0  # exactly: a chosen row is never drawn again
     return chosen
+
+
+def _draw(sq_d: Tensor, temperature: float, generator: torch.Generator) -> int | None:
+    """One row with p proportional to sq_d^(1/(2T)); None when every weight is 0."""
+    if temperature == 0.5:  # D^2 itself: no power, so k-means++ draws exactly as it always has
+        return _d2_sample(sq_d, generator)
+    top = sq_d.max()
+    if top <= 0:
+        return None
+    if temperature == 0:  # k-center greedy: the farthest row, ties drawn uniformly
+        return _d2_sample((sq_d == top).double(), generator)
+    # (d^2 / max d^2)^(1/(2T)) in float64: the largest weight is 1, so small T underflows towards
+    # the greedy choice instead of overflowing
+    return _d2_sample((sq_d.double() / top).pow(0.5 / temperature), generator)
 
 
 def _d2_sample(weights: Tensor, generator: torch.Generator) -> int | None:
@@ -119,3 +158,51 @@ def kmeans(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tens
     seeds = kmeans_plus_plus(x, budget, generator)
     centres = lloyd(x, x[seeds].clone())
     return nearest_distinct(x, centres)
+
+
+#: T of the registered ``diversity`` candidate: seed 001's k-means++ setting.
+DIVERSITY_TEMPERATURE = 0.5
+
+
+def diversity_from_labeled(out: PoolOutputs, budget: int, temperature: float, generator: torch.Generator) -> Tensor:
+    """``budget`` pool rows by diversity sampling at ``temperature``, the labeled set's embeddings
+    (when computed) being the initial centres. Without them (PoolOutputs.labeled_embeddings None,
+    e.g. a caller that passed no labeled rows) the first pick is uniform, as in k-means++."""
+    x = out.require("embeddings").float()  # (N, D)
+    centres = out.labeled_embeddings
+    initial = None
+    if centres is not None and len(centres) > 0:
+        # chunk rows so a chunk x L block stays near 16M floats however large L grows
+        chunk = max(256, min(CHUNK_ROWS, (1 << 24) // len(centres)))
+        initial = nearest_centre(x, centres.to(x.device, torch.float32), chunk=chunk)[0]  # (N,) squared
+    return diversity_sample(euclidean_to_row(x), out.n, budget, temperature, generator, initial)
+
+
+@register_candidate("diversity", needs={"embeddings", "labeled_embeddings"}, kind="set")
+def diversity(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor:
+    """Diversity-based sampling, Buchert et al. (seed 001, eq. 1-2) at T = DIVERSITY_TEMPERATURE (0.5):
+    rows drawn one at a time with p_i proportional to d_i^(1/T), d_i the embedding distance to the
+    nearest labeled or already picked row. At T = 0.5 this is k-means++ seeding from the labeled
+    set. Other temperatures: ``register_diversity``."""
+    return diversity_from_labeled(out, budget, DIVERSITY_TEMPERATURE, generator)
+
+
+@register_candidate("coreset", needs={"embeddings", "labeled_embeddings"}, kind="set")
+def coreset(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor:
+    """Core-set, Sener & Savarese 2018: k-center greedy on the embeddings with the labeled set as
+    the initial centres (each pick is the row farthest from every centre so far; ties at random).
+    Diversity sampling at T -> 0. The paper's robust (outlier-budget MIP) variant is not built."""
+    return diversity_from_labeled(out, budget, 0.0, generator)
+
+
+def register_diversity(name: str, temperature: float) -> Callable[..., Tensor]:
+    """Register diversity sampling at another temperature under ``name``, e.g.
+    ``register_diversity("diversity_t0.1", 0.1)``; returns the registered function."""
+    if not temperature >= 0:
+        raise ValueError(f"diversity sampling needs a temperature T >= 0, got {temperature}")
+
+    def select(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor:
+        return diversity_from_labeled(out, budget, temperature, generator)
+
+    select.__doc__ = f"Diversity-based sampling (Buchert et al., seed 001) at T = {temperature}."
+    return register_candidate(name, needs={"embeddings", "labeled_embeddings"}, kind="set")(select)

@@ -1,0 +1,119 @@
+"""Known values for issue 9's candidates: diversity sampling with temperature, core-set, BADGE, BatchBALD;
+and the labeled embeddings core-set starts from."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autoal.learner import Learner, TrainSettings, infer_pool
+from autoal.models import build_classifier
+from autoal.outputs import PoolOutputs
+from autoal.registry import candidate_choice, get_candidate
+from conftest import make_dataset
+
+
+def _line(points: list[float], labeled: list[float] | None) -> PoolOutputs:
+    """Pool points on a line (1-D embeddings), optionally labeled points as centres."""
+    x = torch.tensor(points).unsqueeze(1)
+    lab = None if labeled is None else torch.tensor(labeled).unsqueeze(1)
+    return PoolOutputs(n=len(points), embeddings=x, labeled_embeddings=lab)
+
+
+def _first_pick_frequencies(name: str, out: PoolOutputs, draws: int = 6000) -> torch.Tensor:
+    picks = torch.tensor([int(candidate_choice(name, out, budget=1, generator=s)[0]) for s in range(draws)])
+    return torch.bincount(picks, minlength=out.n).double() / draws
+
+
+# -- 1. diversity sampling with temperature T (Buchert et al., eq. 1-2) -------------------------------
+def test_diversity_at_half_draws_in_proportion_to_squared_distance():
+    """Labeled point at 0, pool at distances 1, 2, 3: T = 0.5 draws them 1 : 4 : 9 (D^2 sampling)."""
+    freq = _first_pick_frequencies("diversity", _line([1.0, 2.0, 3.0], labeled=[0.0]))
+    torch.testing.assert_close(freq, torch.tensor([1, 4, 9], dtype=torch.float64) / 14, atol=0.02, rtol=0)
+
+
+def test_diversity_temperature_sets_the_exponent():
+    """T = 1 draws in proportion to d itself (1 : 2 : 3), not d^2."""
+    from candidates.diversity import diversity_from_labeled
+
+    out = _line([1.0, 2.0, 3.0], labeled=[0.0])
+    picks = torch.tensor([int(diversity_from_labeled(out, 1, 1.0, torch.Generator().manual_seed(s))[0])
+                          for s in range(6000)])
+    freq = torch.bincount(picks, minlength=3).double() / 6000
+    torch.testing.assert_close(freq, torch.tensor([1, 2, 3], dtype=torch.float64) / 6, atol=0.02, rtol=0)
+
+
+# labeled at 0; pool at 1, 2, 10, 11, 5. k-center greedy: 11 (d 11), then 5 (d 5 to {0, 11}), then 2 (d 2)
+GREEDY_POOL, GREEDY_ORDER = [1.0, 2.0, 10.0, 11.0, 5.0], [3, 4, 1]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_coreset_is_k_center_greedy_from_the_labeled_set(seed):
+    rows = candidate_choice("coreset", _line(GREEDY_POOL, labeled=[0.0]), budget=3, generator=seed)
+    assert rows.tolist() == GREEDY_ORDER
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_small_temperature_is_greedy(seed):
+    from candidates.diversity import diversity_from_labeled
+
+    rows = diversity_from_labeled(_line(GREEDY_POOL, labeled=[0.0]), 3, 0.01, torch.Generator().manual_seed(seed))
+    assert rows.tolist() == GREEDY_ORDER
+
+
+def test_coreset_breaks_ties_at_random_not_by_row():
+    """Two pool points equally far from the labeled one: each is the first pick about half the time."""
+    freq = _first_pick_frequencies("coreset", _line([-4.0, 4.0, 1.0], labeled=[0.0]), draws=400)
+    assert freq[2] == 0 and 0.35 < freq[0] < 0.65
+
+
+def test_coreset_never_picks_a_copy_of_a_labeled_point_while_others_remain():
+    out = _line([0.0, 0.0, 3.0, 3.0, 7.0], labeled=[0.0, 3.0])
+    rows = candidate_choice("coreset", out, budget=3, generator=0)
+    assert rows[0] == 4 and set(rows.tolist()) <= {0, 1, 2, 3, 4} and len(set(rows.tolist())) == 3
+    diverse = candidate_choice("diversity", out, budget=1, generator=0)
+    assert diverse.tolist() == [4]  # the only row with d > 0
+
+
+def test_without_labeled_embeddings_the_first_pick_is_uniform():
+    """Where no labeled rows were given (labeled_embeddings None) core-set starts from a uniform row."""
+    freq = _first_pick_frequencies("coreset", _line([1.0, 2.0, 3.0, 50.0], labeled=None), draws=800)
+    assert (freq > 0.15).all()
+
+
+def test_register_diversity_rejects_negative_temperature():
+    from candidates.diversity import register_diversity
+
+    with pytest.raises(ValueError, match="temperature"):
+        register_diversity("diversity_negative", -0.1)
+
+
+def test_diversity_with_labeled_embeddings_gives_budget_distinct_rows_reproducibly():
+    g = torch.Generator().manual_seed(0)
+    out = PoolOutputs(n=30, embeddings=torch.randn(30, 4, generator=g), labeled_embeddings=torch.randn(6, 4, generator=g))
+    for name in ("coreset", "diversity"):
+        a = candidate_choice(name, out, budget=30, generator=1)
+        assert sorted(a.tolist()) == list(range(30))
+        assert torch.equal(candidate_choice(name, out, budget=8, generator=2),
+                           candidate_choice(name, out, budget=8, generator=2))
+
+
+# -- labeled embeddings: computed with the pool's, kept by subset --------------------------------------
+def test_learner_infer_adds_the_labeled_rows_embeddings():
+    data = make_dataset(n_train=40)
+    learner = Learner(data, TrainSettings(eval_batch_size=16, mc_samples=3), torch.device("cpu"))
+    model = learner.new_model(0).eval()
+    pool, labeled = torch.arange(10, 40), torch.tensor([3, 0, 7])
+    needs = get_candidate("coreset").needs
+    out = learner.infer(model, pool, needs, seed=0, labeled_rows=labeled)
+    every = learner.infer(model, torch.arange(40), frozenset({"embeddings"}), seed=0)
+    torch.testing.assert_close(out.labeled_embeddings, every.embeddings[labeled])
+    torch.testing.assert_close(out.embeddings, every.embeddings[pool])
+    assert learner.infer(model, pool, needs, seed=0).labeled_embeddings is None  # no labeled rows given
+    assert learner.infer(model, pool, frozenset({"embeddings"}), seed=0, labeled_rows=labeled).labeled_embeddings is None
+    assert out.subset(torch.tensor([0, 5])).labeled_embeddings is out.labeled_embeddings
+
+
+def test_labeled_embeddings_of_another_width_are_refused():
+    with pytest.raises(ValueError, match="feature sizes"):
+        PoolOutputs(n=2, embeddings=torch.zeros(2, 3), labeled_embeddings=torch.zeros(4, 5))

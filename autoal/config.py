@@ -63,7 +63,8 @@ class RunConfig:
     eval_batch_size: int = _opt(512, "batch size of pool inference and evaluation")
     device: str = _opt("auto", "auto (cuda when available), cpu, cuda or cuda:N")
     # --- AutoAL ---
-    candidates: str = _opt(SEVEN, "comma-separated candidate pool AutoAL, ALBL and SelectAL choose from")
+    candidates: str = _opt(SEVEN, "comma-separated candidate pool AutoAL and ALBL choose from, each name once "
+                                  "(SelectAL's strategies are fixed by the method: it checks the list all the same)")
     search_mode: str = _opt("first-order", "AutoAL search objective: first-order (SearchNet maximises the "
                                            "sel-weighted loss of the FitNet trained on L_tr: selects what FitNet "
                                            "finds hard), unrolled (the paper's objective through k differentiable "

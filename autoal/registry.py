@@ -24,6 +24,7 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor
 
+from autoal.errors import UserError
 from autoal.outputs import NEEDS, PoolOutputs
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,32 @@ def get_candidate(name: str) -> Candidate:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown candidate {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def parse_candidates(text: str) -> list[str]:
+    """``--candidates`` as registered names in the given order (empty entries, e.g. a trailing comma, dropped).
+
+    The one reading of the flag for AutoAL, ALBL and SelectAL, so all three refuse the same input
+    with the same one-line UserError: an empty list, a name given twice (AutoAL's records are keyed
+    by name, so a second column would lose its weight), an unknown name.
+    """
+    return check_candidates([n.strip() for n in text.split(",") if n.strip()])
+
+
+def check_candidates(names: list[str] | tuple[str, ...]) -> list[str]:
+    """``names`` as a list if every one is registered and distinct and there is at least one; else UserError."""
+    if not names:
+        raise UserError("--candidates is empty; name at least one candidate strategy")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"--candidates names a strategy twice ({', '.join(twice)} in {','.join(names)}); "
+                        f"name each once")
+    for name in names:
+        try:
+            get_candidate(name)
+        except KeyError as exc:
+            raise UserError(f"--candidates: {exc.args[0]}") from None
+    return list(names)
 
 
 def needs_of(names: list[str] | tuple[str, ...]) -> frozenset[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -156,6 +157,18 @@ def test_bad_settings_are_rejected():
         ALBL(["no_such_strategy"], horizon=25)
     with pytest.raises(UserError):
         ALBL(["entropy", "entropy"], horizon=25)
+
+
+@pytest.mark.parametrize("names, message", [
+    ([], "--candidates is empty; name at least one candidate strategy"),  # was: the random expert alone
+    (["entropy", "kmeans", "entropy"], "--candidates names a strategy twice (entropy in entropy,kmeans,entropy)"),
+    (["entropyy"], "--candidates: unknown candidate 'entropyy'"),
+    (["entropy", "random_expert"], "--candidates must not name 'random_expert'"),
+])
+def test_experts_are_refused_with_the_messages_of_every_candidates_reader(names, message):
+    """The constructor checks its list as registry.parse_candidates checks the flag (test_cli covers the flag)."""
+    with pytest.raises(UserError, match=re.escape(message)):
+        ALBL(names, horizon=25)
 
 
 @pytest.mark.parametrize("mode", ["per-example", "per-batch"])

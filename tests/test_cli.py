@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from autoal import runlog
+from autoal.errors import UserError
+from autoal.registry import parse_candidates
+from autoal.selectors import make_selector
 from autoal.train import main
-from conftest import write_medmnist_npz
+from conftest import tiny_config, write_medmnist_npz
 
 N_POOL = 64
 
@@ -240,3 +243,40 @@ def test_size_is_left_to_the_loaders_that_use_it(dataset):
     from autoal.config import check_size
 
     check_size(dataset, 64)  # no error here: their loaders decide (see test_data, test_torchvision_data)
+
+
+# --- --candidates: one reading for AutoAL, ALBL and SelectAL (registry.parse_candidates) ---------------
+
+def test_parse_candidates_keeps_the_order_and_drops_empty_entries():
+    assert parse_candidates(" margin, entropy,kmeans ,") == ["margin", "entropy", "kmeans"]
+
+
+BAD_CANDIDATES = {"empty": ("", "--candidates is empty; name at least one candidate strategy"),
+                  "only commas": (" , ,", "--candidates is empty; name at least one candidate strategy"),
+                  "twice": ("entropy,margin,entropy", "--candidates names a strategy twice (entropy in "
+                                                      "entropy,margin,entropy); name each once"),
+                  "unknown": ("entropy,entropyy", "--candidates: unknown candidate 'entropyy'; known: ")}
+#: AutoAL reads --candidates in methods/search.py (the lead's file), with its own wording for these two
+AUTOAL_OWN_WORDING = pytest.mark.xfail(strict=True, raises=AssertionError,
+                                       reason="search.py does not call registry.parse_candidates yet")
+
+
+@pytest.mark.parametrize("case", list(BAD_CANDIDATES))
+@pytest.mark.parametrize("strategy", ["autoal", "albl", "selectal"])
+def test_bad_candidates_are_refused_alike_by_every_selector_that_reads_them(strategy, case, request):
+    if strategy == "autoal" and case in ("twice", "unknown"):
+        request.applymarker(AUTOAL_OWN_WORDING)
+    text, message = BAD_CANDIDATES[case]
+    with pytest.raises(UserError) as refused:
+        parse_candidates(text)
+    assert str(refused.value).startswith(message)
+    with pytest.raises(UserError) as refused:
+        make_selector(strategy, tiny_config(strategy=strategy, candidates=text))
+    assert str(refused.value).startswith(message)
+
+
+@pytest.mark.parametrize("strategy", ["albl", "selectal"])
+def test_bad_candidates_get_one_line_and_no_folder(npz, tmp_path, capsys, strategy):
+    assert main(_args(npz, tmp_path / "run", strategy=strategy, candidates="margin,margin")) == 2
+    assert "--candidates names a strategy twice (margin in margin,margin)" in _error(capsys)
+    assert not (tmp_path / "run").exists()

@@ -62,7 +62,7 @@ import torch
 from torch import Tensor
 
 from autoal.errors import UserError
-from autoal.registry import candidate_choice, get_candidate, needs_of
+from autoal.registry import candidate_choice, check_candidates, get_candidate, needs_of, parse_candidates
 from autoal.selectors import RoundContext, Selection, Selector, register_selector
 
 RANDOM_EXPERT = "random_expert"
@@ -274,14 +274,10 @@ class ALBL(Selector):
             raise UserError(f"--albl-delta must be in (0, 1), got {delta}")
         if horizon < 1:
             raise UserError(f"ALBL's horizon (the number of queries, rounds x budget) must be at least 1, got {horizon}")
-        for name in candidates:
-            try:
-                get_candidate(name)
-            except KeyError as exc:
-                raise UserError(f"--candidates: {exc.args[0]}") from None
-        if len(set(candidates)) != len(candidates) or RANDOM_EXPERT in candidates:
-            raise UserError(f"ALBL experts must be distinct (and not {RANDOM_EXPERT!r}); got {candidates}")
-        self.candidates = list(candidates)
+        if RANDOM_EXPERT in candidates:  # the name of ALBL's own uniform expert, always present
+            raise UserError(f"--candidates must not name {RANDOM_EXPERT!r}: ALBL adds it by itself")
+        # at least one (with none ALBL would be the random expert alone), distinct, registered
+        self.candidates = check_candidates(candidates)
         self.experts = [*self.candidates, RANDOM_EXPERT]
         self.needs = needs_of(self.candidates) | {"probs"}  # probs: the reward scores the task model
         self.batch_mode = batch_mode
@@ -385,6 +381,5 @@ def previous_predictions(previous: dict[str, Tensor], indices: Tensor) -> Tensor
 
 @register_selector("albl")
 def make_albl(cfg: Any) -> ALBL:
-    names = [n.strip() for n in cfg.candidates.split(",") if n.strip()]
-    return ALBL(names, horizon=cfg.rounds * cfg.budget, batch_mode=cfg.albl_batch_mode, delta=cfg.albl_delta,
+    return ALBL(parse_candidates(cfg.candidates), horizon=cfg.rounds * cfg.budget, batch_mode=cfg.albl_batch_mode, delta=cfg.albl_delta,
                 reward=cfg.albl_reward)

@@ -25,6 +25,11 @@ task model's 0.96) measures how fast a model learns, not which points it needs, 
 removal differences are noise. ``probe_epochs`` / ``probe_min_steps`` override the recipe (0 =
 the task model's), for quick tests. Each round records ``probe_acc``, the probes' mean held-out
 accuracy, to be read against the task model's test accuracy.
+
+``--candidates``: SelectAL does not choose from it; its strategies are fixed by the method
+(TypiClust, random and ``--selectal-uncertainty``). The flag is still read and refused the same way
+as for AutoAL and ALBL (empty, a name twice, an unknown name: ``registry.parse_candidates``), so a
+typo in a sweep's shared settings fails here too instead of passing unnoticed.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from torch import Tensor
 from autoal.errors import UserError
 from autoal.learner import Learner
 from autoal.outputs import PoolOutputs
-from autoal.registry import candidate_choice, get_candidate, needs_of
+from autoal.registry import candidate_choice, get_candidate, needs_of, parse_candidates
 from autoal.rng import derive_seed
 from autoal.selectors import RoundContext, Selection, Selector, register_selector
 from candidates.typiclust import typiclust_select
@@ -173,6 +178,7 @@ class SelectAL(Selector):
 
 @register_selector("selectal")
 def make_selectal(cfg: Any) -> SelectAL:
+    parse_candidates(cfg.candidates)  # not SelectAL's pool (see the module docstring), validated all the same
     return SelectAL(uncertainty=cfg.selectal_uncertainty, removal=cfg.selectal_removal, holdout=cfg.selectal_holdout,
                     repeats=cfg.selectal_repeats, probe_epochs=cfg.selectal_probe_epochs,
                     probe_min_steps=cfg.selectal_probe_min_steps, tolerance=cfg.selectal_tolerance)

@@ -68,14 +68,14 @@ def euclidean_to_row(x: Tensor) -> SqDistToRow:
 
 
 def diversity_sample(sq_dist: SqDistToRow, n: int, k: int, temperature: float, generator: torch.Generator,
-                     initial: Tensor | None = None) -> Tensor:
+                     initial: Tensor | None = None, first: int | None = None) -> Tensor:
     """Diversity-based sampling (Buchert et al., seed 001, eq. 1-2): k distinct rows, one at a time.
 
     d_i is the distance of row i to the nearest centre (``initial``: (N,) squared distances to
     fixed centres such as the labeled set, then every row picked so far), and the next row is drawn
     with p_i proportional to d_i^(1/T) = (d_i^2)^(1/(2T)). T = 0.5 is k-means++'s D^2 sampling;
     T = 0 is k-center greedy (the farthest row, ties drawn at random); a small T approaches it.
-    Without ``initial`` the first row is uniform. Rows whose d_i is 0 (duplicates of a centre)
+    Without ``initial`` the first row is uniform, unless ``first`` names it. Rows whose d_i is 0 (duplicates of a centre)
     are drawn only once every other row is taken, uniformly among the rest.
     """
     if temperature < 0:
@@ -83,7 +83,10 @@ def diversity_sample(sq_dist: SqDistToRow, n: int, k: int, temperature: float, g
     chosen = torch.empty(k, dtype=torch.long)
     min_d = None if initial is None else initial.clone()  # (N,) squared distance to the nearest centre
     for j in range(k):
-        row = int(torch.randint(n, (1,), generator=generator)) if min_d is None else _draw(min_d, temperature, generator)
+        if j == 0 and first is not None:
+            row = first
+        else:
+            row = int(torch.randint(n, (1,), generator=generator)) if min_d is None else _draw(min_d, temperature, generator)
         if row is None:  # every remaining point coincides with a centre: pick uniformly among the rest
             free = torch.ones(n, dtype=torch.float64)
             free[chosen[:j]] = 0.0

@@ -11,6 +11,7 @@ from autoal.outputs import PoolOutputs
 from autoal.registry import candidate_choice, get_candidate, list_candidates, run_candidate
 
 N, C, T, D = 40, 4, 5, 6
+L, H = 5, 8  # labeled rows, last-layer input width
 BUDGET = 7
 
 
@@ -23,6 +24,8 @@ def pool_outputs() -> PoolOutputs:
         probs=torch.randn(N, C, generator=g).mul(2).softmax(dim=1),  # (N, C)
         mc_probs=torch.randn(T, N, C, generator=g).mul(2).softmax(dim=2),  # (T, N, C)
         embeddings=torch.randn(N, D, generator=g),  # (N, D)
+        labeled_embeddings=torch.randn(L, D, generator=g),  # (L, D): core-set's labeled centres
+        head_features=torch.randn(N, H, generator=g).relu(),  # (N, H): BADGE's last-layer input
     )
 
 
@@ -32,7 +35,8 @@ def _only(outputs: PoolOutputs, needs: frozenset[str]) -> PoolOutputs:
 
 
 def _clone(outputs: PoolOutputs) -> dict[str, torch.Tensor]:
-    return {k: getattr(outputs, k).clone() for k in ("probs", "mc_probs", "embeddings")}
+    return {k: getattr(outputs, k).clone() for k in ("probs", "mc_probs", "embeddings", "labeled_embeddings",
+                                                     "head_features")}
 
 
 # -- contract, over the registry itself: a plug-in or a newly added candidate is tested too ----------

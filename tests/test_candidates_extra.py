@@ -117,3 +117,67 @@ def test_learner_infer_adds_the_labeled_rows_embeddings():
 def test_labeled_embeddings_of_another_width_are_refused():
     with pytest.raises(ValueError, match="feature sizes"):
         PoolOutputs(n=2, embeddings=torch.zeros(2, 3), labeled_embeddings=torch.zeros(4, 5))
+
+
+# -- 3. BADGE (Ash et al. 2020) -----------------------------------------------------------------------
+def _badge_outputs(n: int = 14, c: int = 3, h: int = 4, seed: int = 0) -> PoolOutputs:
+    g = torch.Generator().manual_seed(seed)
+    return PoolOutputs(n=n, probs=torch.randn(n, c, generator=g).mul(2).softmax(dim=1),
+                       head_features=torch.randn(n, h, generator=g).relu())
+
+
+def _brute_gradient_embeddings(out: PoolOutputs) -> torch.Tensor:
+    """g_i = (p_i - onehot(yhat_i)) (x) f_i materialised: (N, C*H)."""
+    a = out.probs - torch.nn.functional.one_hot(out.probs.argmax(dim=1), out.probs.shape[1]).float()
+    return (a.unsqueeze(2) * out.head_features.unsqueeze(1)).flatten(1)
+
+
+def test_badge_factorised_distances_equal_the_materialised_ones():
+    from candidates.badge import gradient_factors, gradient_sq_dist
+
+    out = _badge_outputs()
+    g = _brute_gradient_embeddings(out)
+    g_sq, to_row = gradient_sq_dist(*gradient_factors(out.probs, out.head_features))
+    torch.testing.assert_close(g_sq, (g * g).sum(dim=1))
+    for row in (0, 5, 13):
+        torch.testing.assert_close(to_row(row), ((g - g[row]) ** 2).sum(dim=1), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_badge_is_kmeans_plus_plus_on_brute_force_gradient_embeddings(seed):
+    """Same generator, same picks as D^2 seeding on the materialised embeddings from the largest-norm row."""
+    from candidates.diversity import diversity_sample, euclidean_to_row
+
+    out = _badge_outputs(seed=seed)
+    g = _brute_gradient_embeddings(out).double()
+    rows = candidate_choice("badge", out, budget=6, generator=seed)
+    gen = torch.Generator().manual_seed(seed)
+    torch.rand((), dtype=torch.float64, generator=gen)  # the draw badge spends on the (tie-free) largest-norm row
+    expected = diversity_sample(euclidean_to_row(g), out.n, 6, 0.5, gen, first=int((g * g).sum(1).argmax()))
+    assert rows.tolist() == expected.tolist()
+    assert rows[0] == int((g * g).sum(1).argmax())
+
+
+def test_badge_takes_the_largest_gradient_first_and_one_confident_row():
+    """Rows predicted with probability 1 have a zero gradient embedding: they coincide at the origin,
+    so D^2 sampling takes one of them and the three uncertain rows before any second confident one.
+    |g|^2 = |p - onehot|^2 |f|^2: row 2 0.32 * 2, row 4 0.18 * 4, row 5 0.5 * 2 = 1.0, the first pick."""
+    probs = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.4], [1.0, 0.0], [0.3, 0.7], [0.5, 0.5]])
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0], [0.0, 2.0], [1.0, -1.0]])
+    out = PoolOutputs(n=6, probs=probs, head_features=feats)
+    for seed in range(10):
+        rows = candidate_choice("badge", out, budget=4, generator=seed).tolist()
+        assert rows[0] == 5 and {2, 4, 5} <= set(rows) and len(set(rows)) == 4
+    # every row confident: all embeddings zero, still budget distinct rows
+    assert len(candidate_choice("badge", PoolOutputs(n=4, probs=torch.eye(2).repeat(2, 1),
+                                                     head_features=torch.ones(4, 3)), budget=4).unique()) == 4
+
+
+def test_head_features_are_the_last_linear_layers_input():
+    data = make_dataset(n_train=20)
+    learner = Learner(data, TrainSettings(eval_batch_size=8), torch.device("cpu"))
+    model = learner.new_model(0).eval()
+    out = learner.infer(model, torch.arange(20), frozenset({"probs", "head_features"}), seed=0)
+    assert out.head_features.shape == (20, model.head[-1].in_features)
+    with torch.no_grad():
+        torch.testing.assert_close(model.head[-1](out.head_features).softmax(dim=1), out.probs)

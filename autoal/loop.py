@@ -164,8 +164,11 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
 
     # Events are logged before the checkpoint, so a kill never loses a round's events; purge_step
     # drops those a killed run logged after its last checkpoint (steps = labels; the next round's
-    # step is the current label count, also before the first checkpoint)
-    writer = SummaryWriter(str(run_dir / runlog.TENSORBOARD), purge_step=int(labeled.sum()))
+    # step is the current label count, also before the first checkpoint). A finished run has no
+    # next round: the label count is its last round's step, which a purge would drop, so it gets
+    # no writer at all (nothing to log; the summary below is rewritten).
+    finished = state["next_round"] > cfg.rounds
+    writer = None if finished else SummaryWriter(str(run_dir / runlog.TENSORBOARD), purge_step=int(labeled.sum()))
     done_this_call = 0
     try:
         for r in range(state["next_round"], cfg.rounds + 1):
@@ -182,7 +185,8 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
             if on_round:
                 on_round(record)
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
     summary = summarise(cfg, records)
     runlog.write_json(run_dir / runlog.SUMMARY, summary)
     return summary

@@ -149,9 +149,16 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, data):
     cfg = tiny_config()
     first = run(cfg, tmp_path, data=data)
     before = _records(tmp_path)
+    steps = {tag: _tb_steps(tmp_path, tag) for tag in ("test/acc", "test/auc", "seconds/train")}
+    files = sorted((tmp_path / runlog.TENSORBOARD).iterdir())
+    assert steps["test/acc"] == [8, 12, 16]
     again = run(cfg, tmp_path, data=data)
     assert _records(tmp_path) == before
     assert again == first
+    # TensorBoard keeps every round: the last round's step is the final label count, which a purge
+    # at the label count (what a resume of an unfinished run needs) would drop; and no new event file
+    assert {tag: _tb_steps(tmp_path, tag) for tag in steps} == steps
+    assert sorted((tmp_path / runlog.TENSORBOARD).iterdir()) == files
 
 
 def test_warm_start_continues_last_rounds_model(tmp_path, data, monkeypatch):

@@ -3,6 +3,6 @@
 Every strategy is a pure function of PoolOutputs with one sign convention: higher = query first.
 """
 
-from candidates import badge, baseline, bayesian, diversity, typiclust, uncertainty  # noqa: F401
+from candidates import badge, baseline, batchbald, bayesian, diversity, typiclust, uncertainty  # noqa: F401
 
-__all__ = ["badge", "baseline", "bayesian", "diversity", "typiclust", "uncertainty"]
+__all__ = ["badge", "baseline", "batchbald", "bayesian", "diversity", "typiclust", "uncertainty"]

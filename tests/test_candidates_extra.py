@@ -181,3 +181,47 @@ def test_head_features_are_the_last_linear_layers_input():
     assert out.head_features.shape == (20, model.head[-1].in_features)
     with torch.no_grad():
         torch.testing.assert_close(model.head[-1](out.head_features).softmax(dim=1), out.probs)
+
+
+# -- 4. BatchBALD (Kirsch et al. 2019) ----------------------------------------------------------------
+def _duplicates_mc() -> torch.Tensor:
+    """(T=4, N=4, C=2). Rows 0 and 1 are the same point: one-hot, class 0 under masks 0-1, class 1
+    under 2-3 (BALD ln 2). Row 2 splits the masks the other way (0, 2 vs 1, 3) at 0.9 / 0.1 (BALD
+    ln 2 - H(0.9) = 0.368). Row 3 is 50/50 under every mask (BALD 0)."""
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    s0, s1, flat = torch.tensor([0.9, 0.1]), torch.tensor([0.1, 0.9]), torch.tensor([0.5, 0.5])
+    return torch.stack([torch.stack([a, a, s0, flat]), torch.stack([a, a, s1, flat]),
+                        torch.stack([b, b, s0, flat]), torch.stack([b, b, s1, flat])])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bald_picks_the_duplicate_batchbald_does_not(seed):
+    out = PoolOutputs(n=4, mc_probs=_duplicates_mc())
+    assert set(candidate_choice("bald", out, budget=2, generator=seed).tolist()) == {0, 1}
+    rows = candidate_choice("batchbald", out, budget=2, generator=seed).tolist()
+    assert rows[0] in (0, 1) and rows[1] == 2  # joint MI 2 ln 2 - H(0.9) = 1.06 beats ln 2 + 0
+
+
+def test_batchbald_joint_entropy_known_values():
+    """After row 0: H(y0, y1) = ln 2 (a copy adds nothing), H(y0, y2) = 2 ln 2, H(y0, y3) = 2 ln 2."""
+    from candidates.batchbald import joint_entropy_with_each_row
+
+    mc = _duplicates_mc().double()
+    joint = mc[:, 0]  # (T, C): P_t(y0 = c), every configuration of one pick
+    h = joint_entropy_with_each_row(joint / 4, mc)
+    ln2 = torch.log(torch.tensor(2.0, dtype=torch.float64))
+    torch.testing.assert_close(h[1:], torch.stack([ln2, 2 * ln2, 2 * ln2]))
+
+
+def test_batchbald_sampled_joint_agrees_with_the_exact_one():
+    """With configurations sampled from the second pick on (max_configs 2), the greedy picks on a
+    random set are those of the exact computation (many samples: the estimate is close)."""
+    from candidates.batchbald import batchbald_select
+
+    g = torch.Generator().manual_seed(0)
+    mc = torch.randn(6, 12, 3, generator=g).mul(2).softmax(dim=2)  # (T, N, C)
+    exact = batchbald_select(mc, 4, torch.Generator().manual_seed(1))
+    sampled = batchbald_select(mc, 4, torch.Generator().manual_seed(1), max_configs=2, samples=20000)
+    assert sampled.tolist() == exact.tolist()
+    big = batchbald_select(mc, 12, torch.Generator().manual_seed(2), max_configs=8, samples=64)
+    assert sorted(big.tolist()) == list(range(12))

@@ -256,16 +256,11 @@ BAD_CANDIDATES = {"empty": ("", "--candidates is empty; name at least one candid
                   "twice": ("entropy,margin,entropy", "--candidates names a strategy twice (entropy in "
                                                       "entropy,margin,entropy); name each once"),
                   "unknown": ("entropy,entropyy", "--candidates: unknown candidate 'entropyy'; known: ")}
-#: AutoAL reads --candidates in methods/search.py (the lead's file), with its own wording for these two
-AUTOAL_OWN_WORDING = pytest.mark.xfail(strict=True, raises=AssertionError,
-                                       reason="search.py does not call registry.parse_candidates yet")
 
 
 @pytest.mark.parametrize("case", list(BAD_CANDIDATES))
 @pytest.mark.parametrize("strategy", ["autoal", "albl", "selectal"])
-def test_bad_candidates_are_refused_alike_by_every_selector_that_reads_them(strategy, case, request):
-    if strategy == "autoal" and case in ("twice", "unknown"):
-        request.applymarker(AUTOAL_OWN_WORDING)
+def test_bad_candidates_are_refused_alike_by_every_selector_that_reads_them(strategy, case):
     text, message = BAD_CANDIDATES[case]
     with pytest.raises(UserError) as refused:
         parse_candidates(text)

@@ -47,7 +47,7 @@ from autoal.methods.relaxation import (
     soft_selection,
 )
 from autoal.outputs import PoolOutputs
-from autoal.registry import candidate_choice, get_candidate, needs_of, top_k_rows
+from autoal.registry import candidate_choice, get_candidate, needs_of, parse_candidates, top_k_rows
 from autoal.rng import derive_seed, generator
 from autoal.selectors import RoundContext, Selection, Selector, register_selector
 
@@ -268,16 +268,7 @@ class AutoALSelector(Selector):
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
-        self.candidates = [c.strip() for c in cfg.candidates.split(",") if c.strip()]
-        if not self.candidates:
-            raise UserError("--candidates is empty; name at least one candidate strategy")
-        if len(set(self.candidates)) != len(self.candidates):
-            raise UserError(f"--candidates names a strategy twice ({cfg.candidates}); name each once")
-        for name in self.candidates:
-            try:
-                get_candidate(name)
-            except KeyError as exc:
-                raise UserError(str(exc.args[0])) from None
+        self.candidates = parse_candidates(cfg.candidates)
         if (cfg.search_epochs < 0 or cfg.search_batch_size < 2 or cfg.unroll_steps < 1 or cfg.tau_scale <= 0
                 or cfg.count_penalty < 0 or cfg.rank_weight < 0 or not cfg.search_lr > 0 or not cfg.unroll_lr > 0):
             raise UserError("AutoAL needs --search-epochs >= 0, --search-batch-size >= 2, --unroll-steps >= 1, "

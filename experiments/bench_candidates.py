@@ -16,12 +16,17 @@ embeddings look like, up to the iterations it needs to converge). Prints:
     batch repeated T times in one forward, the path a model with dropout in its backbone takes;
     here the same CNN with a Dropout2d after each conv stage) and T full passes in a Python loop.
 
+(e) issue 9's candidates (diversity, coreset, badge, batchbald), each timed alone from a PoolOutputs
+    holding what it needs (--labeled labeled rows' embeddings as core-set's centres), as a multiple
+    of entropy alone; batchbald at --batchbald-budget picks (its cost grows with budget x samples).
+
 Each time is the median of --repeats runs. Not a test: it prints figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from typing import Callable
@@ -35,6 +40,7 @@ from autoal.rng import dropout_generator
 from autoal.registry import needs_of, run_candidate
 
 SEVEN = ("entropy", "margin", "least_confidence", "bald", "var_ratio", "mean_std", "kmeans")
+EXTRA = ("diversity", "coreset", "badge", "batchbald")  # issue 9
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -61,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median reported)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--seed", type=int, default=0, help="seed of the images, the CNN weights and MC dropout")
+    parser.add_argument("--labeled", type=int, default=1_000, help="labeled rows (core-set's initial centres)")
+    parser.add_argument("--batchbald-budget", type=int, default=10, help="picks timed for batchbald")
     args = parser.parse_args(argv)
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
@@ -107,6 +115,22 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(c) [inference(all needs) + all seven] / [inference(probs) + entropy] = {total_ratio:.2f}"
           f"  (target <= 2)")
     print(f"    candidates only: all seven / entropy = {t_seven / t_entropy:.0f}")
+
+    extra_needs = needs_of(list(EXTRA))
+    labeled_images = torch.randint(0, 256, (args.labeled, 3, 28, 28), dtype=torch.uint8, generator=gen)
+    t_extra_infer, extra = timed(lambda: dataclasses.replace(
+        infer(extra_needs), labeled_embeddings=infer_pool(
+            model, lambda r: (labeled_images[r].to(device).float() / 255.0 - mean) / 0.25, torch.arange(args.labeled),
+            frozenset({"embeddings"}), mc_samples=args.mc_samples, batch_size=args.batch_size, seed=args.seed,
+            device=device).embeddings), args.repeats)
+    print(f"(e) inference with issue 9's needs {sorted(extra_needs)} (+ {args.labeled} labeled rows): "
+          f"{t_extra_infer:8.3f} s ({t_extra_infer / t_infer_probs:.2f} x probs only)")
+    for name in EXTRA:
+        b = args.batchbald_budget if name == "batchbald" else args.budget
+        t, _ = timed(lambda: run_candidate(name, extra, budget=b, generator=args.seed), args.repeats)
+        print(f"    {name:10s} budget {b:5d}: {t:9.4f} s = {t / t_entropy:8.0f} x entropy alone, "
+              f"[inference + {name}] / [inference(probs) + entropy] = "
+              f"{(t_extra_infer + t) / (t_infer_probs + t_entropy):.2f}")
 
     mc_needs = frozenset({"probs", "mc_probs"})
     full = with_backbone_dropout(model)

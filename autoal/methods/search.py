@@ -329,7 +329,8 @@ class AutoALSelector(Selector):
             return {**out, **skipped, "search_skipped": "fewer than 2 samples in L_tr or L_val"}
 
         fitnet = self._fitnet(ctx, l_tr)
-        val_out = learner.infer(fitnet, l_val, self.needs, seed=derive_seed(ctx.seed, "fitnet-infer"))
+        # L_tr plays the labeled set: candidates that start from it (coreset, diversity) see its embeddings
+        val_out = learner.infer(fitnet, l_val, self.needs, seed=derive_seed(ctx.seed, "fitnet-infer"), labeled_rows=l_tr)
         y_val = learner.data.train.labels[l_val].to(device)
         probs_val = val_out.probs.to(device)
         out["fitnet_val_acc"] = accuracy(probs_val.cpu(), y_val.cpu())

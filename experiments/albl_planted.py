@@ -21,38 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
-from autoal.outputs import PoolOutputs
-from autoal.registry import list_candidates, register_candidate
+from experiments.planted import PLANTED, planted_config  # importing it registers the planted candidates
 
-PLANTED = "margin,anti_margin,noise_a,noise_b"
 EXPERTS = [*PLANTED.split(","), "random_expert"]
-
-
-def register_planted() -> None:
-    """Register anti_margin, noise_a and noise_b unless a plug-in (or experiments.planted) already did."""
-    if {"anti_margin", "noise_a", "noise_b"} <= set(list_candidates()):
-        return
-    try:
-        import experiments.planted  # noqa: F401  (the AutoAL planted test registers the same three)
-        return
-    except ImportError:
-        pass
-
-    @register_candidate("anti_margin", needs={"probs"})
-    def anti_margin(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor:
-        """p_top1 - p_top2 (N,): the most confident samples first."""
-        top2 = out.require("probs").topk(2, dim=1).values
-        return top2[:, 0] - top2[:, 1]
-
-    @register_candidate("noise_a")
-    def noise_a(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor:
-        return torch.rand(out.n, generator=generator)
-
-    @register_candidate("noise_b")
-    def noise_b(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor:
-        return torch.rand(out.n, generator=generator)
 
 
 def probability_table(records: list[dict]) -> list[dict[str, float]]:
@@ -61,7 +33,6 @@ def probability_table(records: list[dict]) -> list[dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from autoal.config import RunConfig, read_config_file
     from autoal.data import load_dataset
     from autoal.loop import run
     from autoal.runlog import read_rounds
@@ -76,13 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
-    register_planted()
-
-    settings = read_config_file(args.config)
-    for pair in filter(None, args.set.split("+")):
-        key, value = pair.split("=", 1)
-        settings[key] = type(getattr(RunConfig(), key))(value)
-    base = RunConfig(**settings)
+    base = planted_config(args.config, args.set)
     data = load_dataset(base.dataset, base.data_root, base.size)
     seeds = [int(s) for s in args.seeds.split(",")]
     summary_lines = []

@@ -60,8 +60,19 @@ def planted_figures(records: list[dict]) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def planted_config(config_file: str, overrides: str = ""):
+    """The RunConfig of a config file with ``key=value+key=value`` overrides (typed like the field)."""
     from autoal.config import RunConfig, read_config_file
+
+    settings = read_config_file(config_file)
+    for pair in filter(None, overrides.split("+")):
+        key, value = pair.split("=", 1)
+        settings[key] = type(getattr(RunConfig(), key))(value)
+    return RunConfig(**settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from autoal.config import RunConfig
     from autoal.data import load_dataset
     from autoal.loop import run
     from autoal.runlog import read_rounds
@@ -76,11 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
 
-    settings = read_config_file(args.config)
-    for pair in filter(None, args.set.split("+")):
-        key, value = pair.split("=", 1)
-        settings[key] = type(getattr(RunConfig, key))(value)
-    base = RunConfig(**settings)
+    base = planted_config(args.config, args.set)
     data = load_dataset(base.dataset, base.data_root, base.size)
     seeds = [int(s) for s in args.seeds.split(",")]
 

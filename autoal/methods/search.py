@@ -175,7 +175,7 @@ def _inner_loss(fmodel: nn.Module, sel: Tensor, selectable: tuple[Tensor, Tensor
     return F.cross_entropy(fmodel(x_t), y_t) + (sel * F.cross_entropy(fmodel(x_s), y_s, reduction="none")).mean()
 
 
-def _unrolled(fitnet: nn.Module, inner_opt: torch.optim.Optimizer, steps: int, then):
+def _unrolled(fitnet: nn.Module, inner_opt: torch.optim.Optimizer, then):
     """Run ``then(fmodel, diffopt)`` inside higher's differentiable copy of FitNet, in eval mode.
 
     Eval mode: BatchNorm uses its running statistics and dropout is off, so the unrolled function is
@@ -206,7 +206,7 @@ def unrolled_selected_loss(fitnet: nn.Module, inner_opt: torch.optim.Optimizer, 
         x_s, y_s = selectable
         return -(sel * F.cross_entropy(fmodel(x_s), y_s, reduction="none")).mean()
 
-    return _unrolled(fitnet, inner_opt, steps, then)
+    return _unrolled(fitnet, inner_opt, then)
 
 
 def unrolled_heldout_loss(fitnet: nn.Module, inner_opt: torch.optim.Optimizer, sel: Tensor,
@@ -225,7 +225,7 @@ def unrolled_heldout_loss(fitnet: nn.Module, inner_opt: torch.optim.Optimizer, s
         x_h, y_h = heldout
         return F.cross_entropy(fmodel(x_h), y_h)
 
-    return _unrolled(fitnet, inner_opt, steps, then)
+    return _unrolled(fitnet, inner_opt, then)
 
 
 def aligned_batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> list[Tensor]:
@@ -330,7 +330,8 @@ class AutoALSelector(Selector):
 
         fitnet = self._fitnet(ctx, l_tr)
         # L_tr plays the labeled set: candidates that start from it (coreset, diversity) see its embeddings
-        val_out = learner.infer(fitnet, l_val, self.needs, seed=derive_seed(ctx.seed, "fitnet-infer"), labeled_rows=l_tr)
+        val_out = learner.infer(fitnet, l_val, self.needs, seed=derive_seed(ctx.seed, "fitnet-infer"),
+                                labeled_rows=l_tr)
         y_val = learner.data.train.labels[l_val].to(device)
         probs_val = val_out.probs.to(device)
         out["fitnet_val_acc"] = accuracy(probs_val.cpu(), y_val.cpu())
@@ -339,7 +340,7 @@ class AutoALSelector(Selector):
                                  derive_seed(ctx.seed, "val-columns")).to(device)  # (n_val, K)
         # how hard each candidate's L_val picks are for FitNet: the evidence the search learns from
         out["column_hardness"] = {n: float((a_val[:, k] * loss_val).sum() / a_val[:, k].sum().clamp_min(1e-12))
-                              for k, n in enumerate(self.candidates)}
+                                  for k, n in enumerate(self.candidates)}
         # This round's simulation joins the earlier rounds' (each with the A, descriptors and losses of its
         # own FitNet, at its own ratio), and a fresh SearchNet is fitted to all of them. At low budgets one
         # L_val holds under one expected pick per column (r * n_val = 0.09 on digits' first round), so the

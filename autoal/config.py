@@ -216,8 +216,8 @@ def check(cfg: RunConfig) -> RunConfig:
         value = getattr(cfg, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise UserError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
-    for name in ("lr", "search_lr", "fitnet_lr", "unroll_lr"):  # a step size of 0 never trains
-        if name in CONFIG_FIELDS and getattr(cfg, name) <= 0:
+    for name in ("lr", "search_lr", "unroll_lr"):  # a step size of 0 never trains
+        if getattr(cfg, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
     if cfg.weight_decay < 0:
         raise UserError(f"--weight-decay must not be negative, got {cfg.weight_decay}")

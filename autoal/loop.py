@@ -47,17 +47,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 #: Settings whose ``auto`` depends on the device: resolved once, at the start, and saved resolved,
-#: so a run resumed on another device keeps computing with the same models.
-DEVICE_DEPENDENT = ("backbone", "searchnet_backbone")
+#: so a run resumed on another device keeps computing with the same models. (SearchNet reads the
+#: task model's outputs, so it has no backbone of its own to resolve.)
+DEVICE_DEPENDENT = ("backbone",)
 
 
 def resolve_models(cfg: RunConfig, device: torch.device) -> RunConfig:
     """``cfg`` with ``auto`` backbones replaced by what they mean on ``device``."""
     resolved = {}
     for name in DEVICE_DEPENDENT:
-        if getattr(cfg, name, None) == "auto":
-            # SearchNet's auto is the task model's family, which is itself resolved on the device
-            resolved[name] = resolve_backbone(cfg.backbone, device)
+        if getattr(cfg, name) == "auto":
+            resolved[name] = resolve_backbone(getattr(cfg, name), device)
     return replace(cfg, **resolved)
 
 

@@ -30,19 +30,21 @@ def fit_gmm_1d(x: Tensor, k: int, iters: int = GMM_ITERS) -> tuple[Tensor, Tenso
 
 
 def _fit_gmm_1d(x: np.ndarray, k: int, iters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    eps = 1e-12
     total_var = x.var()
-    floor = max(total_var * 1e-4, 1e-12)  # keeps a component from collapsing onto one point
+    floor = max(total_var * 1e-4, eps)  # keeps a component from collapsing onto one point
     means = np.quantile(x, (np.arange(k) + 0.5) / k)
     variances = np.full(k, max(total_var / k, floor))
     weights = np.full(k, 1.0 / k)
     for _ in range(iters):
         diff = x[:, None] - means  # (N, k)
-        log_p = np.log(np.maximum(weights, 1e-12)) - 0.5 * np.log(2 * math.pi * variances) - diff ** 2 / (2 * variances)
+        # weights and variances are floored (eps, floor): every log below is finite
+        log_p = np.log(np.maximum(weights, eps)) - 0.5 * np.log(2 * math.pi * variances) - diff ** 2 / (2 * variances)
         resp = np.exp(log_p - log_p.max(axis=1, keepdims=True))
         resp /= resp.sum(axis=1, keepdims=True)  # (N, k), the softmax over components
         nk = resp.sum(axis=0)  # (k,)
         alive = nk > 1e-8  # an emptied component keeps its parameters (its weight is ~0 anyway)
-        weights = np.maximum(nk / x.shape[0], 1e-12)
+        weights = np.maximum(nk / x.shape[0], eps)
         means = np.where(alive, (resp * x[:, None]).sum(axis=0) / np.maximum(nk, 1e-8), means)
         spread = (resp * (x[:, None] - means) ** 2).sum(axis=0) / np.maximum(nk, 1e-8)
         variances = np.maximum(np.where(alive, spread, variances), floor)

@@ -73,7 +73,8 @@ class RunConfig:
                                            "selected: the value of labelling) or published (the published code's "
                                            "slope 1e11 and float count penalty: shows its zero gradient)",
                             ("first-order", "unrolled", "heldout", "published"))
-    search_epochs: int = _opt(50, "AutoAL: epochs of SearchNet optimisation over L_val per round")
+    search_epochs: int = _opt(50, "AutoAL: epochs per round of a fresh SearchNet over every round's L_val "
+                                  "simulation so far (its cost grows with the rounds)")
     search_batch_size: int = _opt(64, "AutoAL: L_val (and L_tr) batch size of the search steps")
     search_lr: float = _opt(3e-3, "AutoAL: Adam learning rate of SearchNet, its scales lambda and the loss module")
     tau_scale: float = _opt(1.0, "AutoAL: soft-selection temperature tau as a multiple of the std of the scores")

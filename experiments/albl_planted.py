@@ -14,15 +14,11 @@ reward and the AUBC:
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
-from experiments.planted import PLANTED, planted_config  # importing it registers the planted candidates
+from experiments.planted import PLANTED, planted_parser, planted_setup  # importing it registers the planted candidates
 
 EXPERTS = [*PLANTED.split(","), "random_expert"]
 
@@ -33,23 +29,14 @@ def probability_table(records: list[dict]) -> list[dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from autoal.data import load_dataset
     from autoal.loop import run
     from autoal.runlog import read_rounds
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="experiments/configs/digits.toml")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser = planted_parser(__doc__.splitlines()[0], "runs/albl_planted")
     parser.add_argument("--modes", default="per-example", help="comma-separated ALBL batch modes")
     parser.add_argument("--rewards", default="gain", help="comma-separated ALBL rewards (gain, accuracy)")
-    parser.add_argument("--set", default="", help="extra settings key=value joined by +, e.g. epochs=20")
-    parser.add_argument("--out", default="runs/albl_planted")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(1)
-    base = planted_config(args.config, args.set)
-    data = load_dataset(base.dataset, base.data_root, base.size)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    base, data, seeds = planted_setup(args)
     summary_lines = []
     for mode in args.modes.split(","):
         for reward in args.rewards.split(","):

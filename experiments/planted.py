@@ -71,25 +71,35 @@ def planted_config(config_file: str, overrides: str = ""):
     return RunConfig(**settings)
 
 
+def planted_parser(description: str, out: str) -> argparse.ArgumentParser:
+    """The options both planted-pool scripts share; each adds its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default="experiments/configs/digits.toml")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--set", default="", help="extra settings key=value joined by +, e.g. search_epochs=100")
+    parser.add_argument("--out", default=out)
+    return parser
+
+
+def planted_setup(args: argparse.Namespace):
+    """(base config, dataset, seeds) of parsed planted-script options; one thread, quiet logging."""
+    from autoal.data import load_dataset
+
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)
+    base = planted_config(args.config, args.set)
+    return base, load_dataset(base.dataset, base.data_root, base.size), [int(s) for s in args.seeds.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     from autoal.config import RunConfig
-    from autoal.data import load_dataset
     from autoal.loop import run
     from autoal.runlog import read_rounds
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="experiments/configs/digits.toml")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser = planted_parser(__doc__.splitlines()[0], "runs/planted")
     parser.add_argument("--modes", default="first-order", help="comma-separated AutoAL search modes")
-    parser.add_argument("--set", default="", help="extra settings key=value joined by +, e.g. search_epochs=100")
-    parser.add_argument("--out", default="runs/planted")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(1)
-
-    base = planted_config(args.config, args.set)
-    data = load_dataset(base.dataset, base.data_root, base.size)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    base, data, seeds = planted_setup(args)
 
     def finished(method: str, seed: int, cfg: RunConfig) -> tuple[Path, dict]:
         folder = Path(args.out) / f"{method}-seed{seed}"

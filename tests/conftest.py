@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +81,17 @@ def tiny_config(**overrides) -> RunConfig:
                     min_steps=10, batch_size=16, mc_samples=4, backbone="cnn", device="cpu", seed=0)
     settings.update(overrides)
     return RunConfig(**settings)
+
+
+def hold_lock_in_another_process(folder) -> subprocess.Popen:
+    """A second process that holds ``folder``'s run lock until it is killed (60 s at most)."""
+    code = textwrap.dedent(f"""
+        import time
+        from autoal import runlog
+        with runlog.hold_lock({str(folder)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder

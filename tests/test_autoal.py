@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from autoal import runlog
-from autoal.learner import Learner
 from autoal.loop import make_learner, run
 from autoal.methods.relaxation import count_penalty, fit_gmm_1d, gmm_threshold, ranking_loss, soft_selection
 from autoal.methods.search import (

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autoal.learner import Learner, TrainSettings, infer_pool
-from autoal.models import build_classifier
+from autoal.learner import Learner, TrainSettings
 from autoal.outputs import PoolOutputs
 from autoal.registry import candidate_choice, get_candidate
 from conftest import make_dataset

@@ -16,7 +16,7 @@ from autoal.loop import run
 from autoal.selectors import known_strategies
 from experiments import compare
 from experiments import results as res
-from conftest import write_medmnist_npz
+from conftest import hold_lock_in_another_process, write_medmnist_npz
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 TINY = dict(init_size=8, budget=4, rounds=2, epochs=2, min_steps=10, batch_size=16, mc_samples=4,
@@ -308,25 +308,10 @@ def test_a_failed_run_is_reported_and_the_rest_go_on(tiny_sweep, monkeypatch, ca
     assert rows["entropy"]["seeds"] == "1" and rows["random"]["seeds"] == "0"
 
 
-def _hold_lock_in_another_process(folder):
-    import subprocess
-    import sys
-    import textwrap
-
-    code = textwrap.dedent(f"""
-        import time
-        from autoal import runlog
-        with runlog.hold_lock({str(folder)!r}):
-            print("locked", flush=True)
-            time.sleep(60)
-    """)
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
 
 
 def test_two_sweeps_cannot_share_a_folder(tiny_sweep, capsys):
-    holder = _hold_lock_in_another_process(tiny_sweep["out"])
+    holder = hold_lock_in_another_process(tiny_sweep["out"])
     try:
         assert compare.main(sweep_args(tiny_sweep, methods="entropy", seeds="0")) == 2
         assert f"in use by another sweep (PID {holder.pid})" in capsys.readouterr().err
@@ -338,7 +323,7 @@ def test_two_sweeps_cannot_share_a_folder(tiny_sweep, capsys):
 
 def test_a_run_folder_held_by_another_process_fails_that_run_only(tiny_sweep, capsys):
     entropy, random_ = planned(tiny_sweep, ["entropy", "random"], [0])
-    holder = _hold_lock_in_another_process(random_.run_dir)
+    holder = hold_lock_in_another_process(random_.run_dir)
     try:
         assert compare.main(sweep_args(tiny_sweep, seeds="0")) == 1
         out = capsys.readouterr().out

@@ -6,9 +6,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -19,7 +16,7 @@ from autoal.data import ImageDataset, Split
 from autoal.errors import UserError
 from autoal.loop import run
 from autoal.train import main
-from conftest import make_dataset, tiny_config, write_medmnist_npz
+from conftest import hold_lock_in_another_process, make_dataset, tiny_config, write_medmnist_npz
 
 
 @pytest.fixture
@@ -62,22 +59,11 @@ def _cut_to_first_round(run_dir) -> None:
 
 # --- 1. one process per run folder ---------------------------------------------------------------
 
-def _hold_lock_in_another_process(folder) -> subprocess.Popen:
-    code = textwrap.dedent(f"""
-        import sys, time
-        from autoal import runlog
-        with runlog.hold_lock({str(folder)!r}):
-            print("locked", flush=True)
-            time.sleep(60)
-    """)
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
 
 
 def test_a_second_process_is_refused_with_the_holders_pid(npz, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    holder = _hold_lock_in_another_process(run_dir)
+    holder = hold_lock_in_another_process(run_dir)
     try:
         assert main(_args(npz, run_dir)) == 2
         line = _error(capsys)

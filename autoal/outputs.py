@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 #: The quantities a candidate may ask for.
-NEEDS = frozenset({"probs", "mc_probs", "embeddings", "labeled_embeddings", "head_features"})
+NEEDS = frozenset({"probs", "mc_probs", "embeddings", "labeled_embeddings", "head_features", "aug_probs",
+                   "predicted_loss"})
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,11 @@ class PoolOutputs:
                 back to no labeled centres).
     head_features: (N, H) the input of the classifier's last linear layer (eval mode): what
                 BADGE's last-layer gradient embedding multiplies by p - onehot(yhat)
+    aug_probs:  (N, N_a, C) softmax (eval mode) of N_a augmented views of each image, drawn on the
+                device from the round's generator (``autoal.augment``): what consistency-based
+                embeddings measure the prediction variance over
+    predicted_loss: (N,) the loss-prediction module's output (Yoo & Kweon 2019); only a model built
+                with that module (``TrainSettings.loss_prediction``) has one
     """
 
     n: int
@@ -33,12 +39,16 @@ class PoolOutputs:
     embeddings: Tensor | None = None
     labeled_embeddings: Tensor | None = None
     head_features: Tensor | None = None
+    aug_probs: Tensor | None = None
+    predicted_loss: Tensor | None = None
 
     def __post_init__(self) -> None:
         for name, size in (("probs", self.probs is not None and self.probs.shape[0]),
                            ("mc_probs", self.mc_probs is not None and self.mc_probs.shape[1]),
                            ("embeddings", self.embeddings is not None and self.embeddings.shape[0]),
-                           ("head_features", self.head_features is not None and self.head_features.shape[0])):
+                           ("head_features", self.head_features is not None and self.head_features.shape[0]),
+                           ("aug_probs", self.aug_probs is not None and self.aug_probs.shape[0]),
+                           ("predicted_loss", self.predicted_loss is not None and self.predicted_loss.shape[0])):
             if size is not False and size != self.n:
                 raise ValueError(f"PoolOutputs.{name} covers {size} samples, expected n={self.n}")
         if (self.embeddings is not None and self.labeled_embeddings is not None
@@ -62,6 +72,8 @@ class PoolOutputs:
             embeddings=None if self.embeddings is None else self.embeddings[rows],
             labeled_embeddings=self.labeled_embeddings,
             head_features=None if self.head_features is None else self.head_features[rows],
+            aug_probs=None if self.aug_probs is None else self.aug_probs[rows],
+            predicted_loss=None if self.predicted_loss is None else self.predicted_loss[rows],
         )
 
     def to(self, device: torch.device | str) -> PoolOutputs:

@@ -77,6 +77,10 @@ class RunConfig:
                                   "simulation so far (its cost grows with the rounds)")
     search_batch_size: int = _opt(64, "AutoAL: L_val (and L_tr) batch size of the search steps")
     search_lr: float = _opt(3e-3, "AutoAL: Adam learning rate of SearchNet, its scales lambda and the loss module")
+    search_folds: int = _opt(1, "AutoAL: L_val simulations per round. 1: the paper's split (a fixed random half of "
+                                "the labeled set is L_tr, the other half L_val); K >= 2: cross-fitting, the labeled "
+                                "set cut into K fixed random folds, each fold L_val once with its own FitNet trained "
+                                "on the other folds (every labeled sample is evidence every round; K FitNets)")
     tau_scale: float = _opt(1.0, "AutoAL: soft-selection temperature tau as a multiple of the std of the scores")
     count_penalty: float = _opt(10.0, "AutoAL: weight beta of the count penalty (mean(sel) - r)^2")
     rank_weight: float = _opt(0.1, "AutoAL: weight gamma of the loss-prediction ranking loss")

@@ -17,7 +17,9 @@ from autoal.methods.search import (
     SearchNet,
     aligned_batches,
     descriptors,
+    fold_ids,
     hardness,
+    labeled_folds,
     per_pick_contribution,
     selected_column,
     selected_columns,
@@ -158,6 +160,33 @@ def test_split_is_nested_across_rounds():
     assert not set(tr_big.tolist()) & set(val_big.tolist()) and len(tr_big) + len(val_big) == 80
 
 
+@pytest.mark.parametrize("k_folds", [2, 3])
+def test_cross_fitting_folds_put_every_labeled_sample_in_one_l_val_and_stay_nested(k_folds):
+    ids = fold_ids(200, k_folds, seed=0)
+    small, big = labeled_folds(torch.arange(0, 60), ids, k_folds), labeled_folds(torch.arange(0, 120), ids, k_folds)
+    assert len(big) == k_folds
+    vals = torch.cat([v for _, v in big])
+    assert sorted(vals.tolist()) == list(range(120))  # every labeled sample is evidence exactly once
+    for (tr, val), (tr_small, val_small) in zip(big, small):
+        assert not set(tr.tolist()) & set(val.tolist()) and len(tr) + len(val) == 120
+        # a fold's FitNet, trained on earlier L_tr, has never seen this round's L_val
+        assert set(tr_small.tolist()) <= set(tr.tolist()) and not set(tr_small.tolist()) & set(val.tolist())
+    first_tr, first_val = labeled_folds(torch.arange(0, 120), ids, 1)[0]
+    if k_folds == 2:  # fold 0 is the paper's single split, so search_folds=1 runs are unchanged
+        assert torch.equal(big[0][1], first_val) and torch.equal(big[1][1], first_tr)
+
+
+def test_cross_fitting_adds_one_simulation_per_fold_each_round(tmp_path):
+    cfg = tiny_config(strategy="autoal", rounds=2, search_folds=2, search_epochs=2)
+    run(cfg, tmp_path / "run", data=make_dataset())
+    state = runlog.load_checkpoint(tmp_path / "run")
+    memory = state["selector"]["memory"]
+    assert [m["fold"] for m in memory] == [0, 1, 0, 1]
+    assert set(state["selector"]["fitnets"]) == {0, 1}
+    for first, second in zip(memory[::2], memory[1::2]):  # the two folds of a round are disjoint
+        assert not set(first["rows"].tolist()) & set(second["rows"].tolist())
+
+
 # --- unrolled objectives: hypergradients ------------------------------------------------------
 
 def _toy(seed: int = 0):
@@ -228,7 +257,7 @@ def _fitted_selector(**overrides):
     learner = make_learner(cfg, data, torch.device("cpu"))
     selector.memory = _evidence()
     selector.searchnet, selector.optimizer = selector._new_searchnet(learner, 0)
-    stats = selector._fit(None, None, None, torch.Generator().manual_seed(0))
+    stats = selector._fit(None, None, torch.Generator().manual_seed(0))
     with torch.no_grad():
         weights = selector.searchnet.scales * torch.cat([selector.searchnet(m["d"])[0] for m in selector.memory]).mean(0)
     return selector, weights, stats

@@ -253,6 +253,36 @@ def split_labeled(labeled: Tensor, bits: Tensor) -> tuple[Tensor, Tensor]:
     return l_tr, l_val
 
 
+def labeled_folds(labeled: Tensor, fold_ids: Tensor, k_folds: int) -> list[tuple[Tensor, Tensor]]:
+    """The round's simulations as (L_tr, L_val) pairs, from a fixed random fold id per pool index.
+
+    ``k_folds`` = 1: the paper's single split (``split_labeled``, fold 1 is L_val). 2: that split and
+    its mirror image, so every labeled sample is in one L_val. K > 2: fold k is L_val, the rest L_tr.
+    Fold ids are fixed per pool index, so each fold's L_tr only grows from round to round and its
+    FitNet, warm-started from last round's FitNet of the same fold, has never trained on its L_val.
+    """
+    if k_folds <= 2:
+        l_tr, l_val = split_labeled(labeled, fold_ids)
+        return [(l_tr, l_val)] if k_folds == 1 else [(l_tr, l_val), (l_val, l_tr)]
+    folds = [labeled[fold_ids[labeled] == k] for k in range(k_folds)]
+    if min(len(f) for f in folds) < 2 <= len(labeled) // k_folds:  # tiny sets only: deal round-robin
+        order = labeled[torch.argsort(fold_ids[labeled], stable=True)]
+        folds = [order[k::k_folds] for k in range(k_folds)]
+    return [(torch.cat([f for j, f in enumerate(folds) if j != k]).sort().values, folds[k]) for k in range(k_folds)]
+
+
+def fold_ids(n_pool: int, k_folds: int, seed: int) -> Tensor:
+    """A fixed random fold per pool index; for 1 or 2 folds the same bits as the paper's single split."""
+    if k_folds <= 2:
+        return torch.randint(2, (n_pool,), generator=generator(seed, "autoal-split"))
+    return torch.randint(k_folds, (n_pool,), generator=generator(seed, "autoal-folds"))
+
+
+def _fold_key(fold: int) -> tuple[int, ...]:
+    """Seed keys of a fold's FitNet, inference and columns: fold 0 keeps the single split's seeds."""
+    return () if fold == 0 else (fold,)
+
+
 def per_pick_contribution(scales: Tensor, w: Tensor, a: Tensor) -> Tensor:
     """(K,): the mean over picks of each strategy's fraction lambda_k w_ik A_ik / sum_k(...) of the pick's
     score. Sums to 1; unlike an argmax it splits a pick that several strategies wanted."""
@@ -270,24 +300,27 @@ class AutoALSelector(Selector):
         self.cfg = cfg
         self.candidates = parse_candidates(cfg.candidates)
         if (cfg.search_epochs < 0 or cfg.search_batch_size < 2 or cfg.unroll_steps < 1 or cfg.tau_scale <= 0
-                or cfg.count_penalty < 0 or cfg.rank_weight < 0 or not cfg.search_lr > 0 or not cfg.unroll_lr > 0):
+                or cfg.count_penalty < 0 or cfg.rank_weight < 0 or not cfg.search_lr > 0 or not cfg.unroll_lr > 0
+                or cfg.search_folds < 1):
             raise UserError("AutoAL needs --search-epochs >= 0, --search-batch-size >= 2, --unroll-steps >= 1, "
+                            "--search-folds >= 1, "
                             "--tau-scale > 0, positive --search-lr and --unroll-lr, and non-negative "
                             "--count-penalty and --rank-weight")
         self.needs = needs_of(self.candidates) | {"probs"}
         self.searchnet: SearchNet | None = None  # this round's, fitted by _search
         self.optimizer: torch.optim.Optimizer | None = None
-        self.fitnet_state: dict[str, Tensor] | None = None
+        self.fitnet_states: dict[int, dict[str, Tensor]] = {}  # by fold: each fold's FitNet of last round
         self.memory: list[dict[str, Any]] = []  # every round's L_val simulation (see _search)
         self._layout_writer: Any = None
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         # SearchNet is refitted every round from the memory, so the memory and FitNet are the whole state
-        return {"fitnet": self.fitnet_state, "memory": self.memory}
+        return {"fitnets": self.fitnet_states, "memory": self.memory}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.fitnet_state = state.get("fitnet")
+        old = state.get("fitnet")  # checkpoints from before cross-fitting held one FitNet
+        self.fitnet_states = dict(state.get("fitnets", {0: old} if old is not None else {}))
         self.memory = list(state.get("memory", []))
 
     def _new_searchnet(self, learner: Learner, round_: int) -> tuple[SearchNet, torch.optim.Optimizer]:
@@ -319,79 +352,96 @@ class AutoALSelector(Selector):
         return Selection(ctx.unlabeled[rows.cpu()], info)
 
     def _search(self, ctx: RoundContext, r: float) -> dict[str, Any]:
-        """FitNet on L_tr, A and FitNet's losses on L_val (once), then ``search_epochs`` epochs of SearchNet."""
-        cfg, learner, device = self.cfg, ctx.learner, ctx.learner.device
-        bits = torch.randint(2, (len(learner.data.train),), generator=generator(cfg.seed, "autoal-split"))
-        l_tr, l_val = split_labeled(ctx.labeled.cpu(), bits)
-        out: dict[str, Any] = {"n_tr": len(l_tr), "n_val": len(l_val), "val_mass": round(r * len(l_val), 4)}
+        """Each fold's simulation (FitNet on L_tr; A and FitNet's losses on L_val), then ``search_epochs``
+        epochs of a fresh SearchNet over every simulation so far."""
+        cfg, learner = self.cfg, ctx.learner
+        splits = labeled_folds(ctx.labeled.cpu(), fold_ids(len(learner.data.train), cfg.search_folds, cfg.seed),
+                               cfg.search_folds)
+        out: dict[str, Any] = {"n_tr": len(splits[0][0]), "n_val": sum(len(v) for _, v in splits),
+                               "val_mass": round(r * sum(len(v) for _, v in splits), 4)}
         skipped = {"grad_norm": 0.0, "loss_search": None, "loss_rank": None, "fitnet_val_acc": None}
-        if len(l_tr) < 2 or len(l_val) < 2:
+        if min(min(len(t), len(v)) for t, v in splits) < 2:
             return {**out, **skipped, "search_skipped": "fewer than 2 samples in L_tr or L_val"}
 
-        fitnet = self._fitnet(ctx, l_tr)
-        # L_tr plays the labeled set: candidates that start from it (coreset, diversity) see its embeddings
-        val_out = learner.infer(fitnet, l_val, self.needs, seed=derive_seed(ctx.seed, "fitnet-infer"),
-                                labeled_rows=l_tr)
-        y_val = learner.data.train.labels[l_val].to(device)
-        probs_val = val_out.probs.to(device)
-        out["fitnet_val_acc"] = accuracy(probs_val.cpu(), y_val.cpu())
-        loss_val = hardness(probs_val, y_val)  # (n_val,)
-        a_val = selected_columns(self.candidates, val_out, r * len(l_val),
-                                 derive_seed(ctx.seed, "val-columns")).to(device)  # (n_val, K)
+        fitnets = [self._simulate(ctx, fold, l_tr, l_val, r) for fold, (l_tr, l_val) in enumerate(splits)]
+        sims = self.memory[-len(splits):]
+        losses, columns = torch.cat([m["loss"] for m in sims]), torch.cat([m["a"] for m in sims])
+        out["fitnet_val_acc"] = float(torch.cat([m["correct"] for m in sims]).float().mean())
         # how hard each candidate's L_val picks are for FitNet: the evidence the search learns from
-        out["column_hardness"] = {n: float((a_val[:, k] * loss_val).sum() / a_val[:, k].sum().clamp_min(1e-12))
+        out["column_hardness"] = {n: float((columns[:, k] * losses).sum() / columns[:, k].sum().clamp_min(1e-12))
                                   for k, n in enumerate(self.candidates)}
-        # This round's simulation joins the earlier rounds' (each with the A, descriptors and losses of its
-        # own FitNet, at its own ratio), and a fresh SearchNet is fitted to all of them. At low budgets one
-        # L_val holds under one expected pick per column (r * n_val = 0.09 on digits' first round), so the
-        # evidence is pooled over rounds; refitting from the equal-weight start (rather than continuing
-        # last round's net) keeps the first rounds' noise from locking the weights in: a saturated
-        # sigmoid no longer has the gradient to move when later evidence disagrees.
-        self.memory.append({"rows": l_val, "a": a_val.cpu(), "d": descriptors(probs_val).cpu(),
-                            "loss": loss_val.cpu(), "r": r})
         if cfg.search_epochs == 0:
             return {**out, **{k: v for k, v in skipped.items() if k != "fitnet_val_acc"},
                     "search_skipped": "--search-epochs 0"}
-
-        out.update(self._fit(learner, fitnet, l_tr, generator(ctx.seed, "search-order")))
+        out.update(self._fit(learner, {fold: (net, splits[fold][0]) for fold, net in enumerate(fitnets)},
+                             generator(ctx.seed, "search-order")))
         return out
 
-    def _fit(self, learner: Learner | None, fitnet: nn.Module | None, l_tr: Tensor | None,
+    def _simulate(self, ctx: RoundContext, fold: int, l_tr: Tensor, l_val: Tensor, r: float) -> nn.Module:
+        """One L_tr/L_val simulation, appended to the memory; returns its FitNet.
+
+        Every simulation is kept with the A, descriptors and losses of its own FitNet, at its own ratio,
+        and a fresh SearchNet is fitted to all of them. At low budgets one L_val holds under one expected
+        pick per column (r * n_val = 0.09 on digits' first round), so the evidence is pooled over rounds
+        (and over folds); refitting from the equal-weight start (rather than continuing last round's net)
+        keeps the first rounds' noise from locking the weights in: a saturated sigmoid no longer has the
+        gradient to move when later evidence disagrees.
+        """
+        learner, device = ctx.learner, ctx.learner.device
+        fitnet = self._fitnet(ctx, l_tr, fold)
+        # L_tr plays the labeled set: candidates that start from it (coreset, diversity) see its embeddings
+        val_out = learner.infer(fitnet, l_val, self.needs, seed=derive_seed(ctx.seed, "fitnet-infer", *_fold_key(fold)),
+                                labeled_rows=l_tr)
+        y_val = learner.data.train.labels[l_val].to(device)
+        probs_val = val_out.probs.to(device)
+        a_val = selected_columns(self.candidates, val_out, r * len(l_val),
+                                 derive_seed(ctx.seed, "val-columns", *_fold_key(fold))).to(device)  # (n_val, K)
+        self.memory.append({"rows": l_val, "a": a_val.cpu(), "d": descriptors(probs_val).cpu(),
+                            "loss": hardness(probs_val, y_val).cpu(), "r": r, "fold": fold,
+                            "correct": (probs_val.argmax(1) == y_val).cpu()})
+        return fitnet
+
+    def _fit(self, learner: Learner | None, fitnets: dict[int, tuple[nn.Module, Tensor]] | None,
              order: torch.Generator) -> dict[str, float]:
         """``search_epochs`` epochs of SearchNet over every simulation in the memory, in random order.
-        The unrolled objectives also need the learner, this round's FitNet and L_tr (for its images)."""
+        The unrolled objectives also need the learner and each fold's FitNet with its L_tr (for images):
+        a simulation's L_val rows are unrolled through the FitNet of its own fold, which never saw them."""
         cfg = self.cfg
         device = next(self.searchnet.parameters()).device
         unrolled = cfg.search_mode in UNROLLED
-        inner_opt = torch.optim.SGD(fitnet.parameters(), lr=cfg.unroll_lr) if unrolled else None
+        inner_opts = ({fold: torch.optim.SGD(net.parameters(), lr=cfg.unroll_lr) for fold, (net, _) in fitnets.items()}
+                      if unrolled else {})
         sums = {"grad_norm": 0.0, "loss_search": 0.0, "loss_rank": 0.0}
         steps = 0
         for _ in range(cfg.search_epochs):
             for m in torch.randperm(len(self.memory), generator=order).tolist():
                 sim = self.memory[m]
                 n = len(sim["loss"])
+                fold = sim.get("fold", 0)
+                fitnet, l_tr = fitnets[fold] if unrolled else (None, None)
                 for vb in aligned_batches(n, cfg.search_batch_size, max(1, n // cfg.search_batch_size), order):
                     images = None
                     if unrolled:  # the unrolled objectives run FitNet on the batch's images
                         tb = torch.randperm(len(l_tr), generator=order)[:cfg.search_batch_size]
                         images = (learner.batch(learner.data.train, sim["rows"][vb]),
                                   learner.batch(learner.data.train, l_tr[tb]))
-                    result = self._step(fitnet, inner_opt, sim["d"][vb].to(device), sim["a"][vb].to(device),
-                                        sim["loss"][vb].to(device), images, sim["r"])
+                    result = self._step(fitnet, inner_opts.get(fold), sim["d"][vb].to(device),
+                                        sim["a"][vb].to(device), sim["loss"][vb].to(device), images, sim["r"])
                     steps += 1
                     for key in sums:
                         sums[key] += result[key]
         return {**{key: value / max(steps, 1) for key, value in sums.items()}, "search_steps": steps}
 
-    def _fitnet(self, ctx: RoundContext, l_tr: Tensor) -> nn.Module:
-        """FitNet trained to competence on L_tr with the task model's recipe, continuing from last round's
-        FitNet (which trained only on earlier L_tr, a subset of this one: it has never seen L_val)."""
+    def _fitnet(self, ctx: RoundContext, l_tr: Tensor, fold: int = 0) -> nn.Module:
+        """The fold's FitNet trained to competence on L_tr with the task model's recipe, continuing from
+        last round's FitNet of the fold (which trained only on earlier L_tr, a subset of this one: it has
+        never seen this L_val)."""
         learner = ctx.learner
-        fitnet = learner.new_model(derive_seed(self.cfg.seed, "fitnet-init"))
-        if self.fitnet_state is not None:
-            fitnet.load_state_dict(self.fitnet_state)
-        fitnet = learner.fit(l_tr, derive_seed(ctx.seed, "fitnet"), model=fitnet)
-        self.fitnet_state = {k: v.detach().cpu().clone() for k, v in fitnet.state_dict().items()}
+        fitnet = learner.new_model(derive_seed(self.cfg.seed, "fitnet-init", *_fold_key(fold)))
+        if fold in self.fitnet_states:
+            fitnet.load_state_dict(self.fitnet_states[fold])
+        fitnet = learner.fit(l_tr, derive_seed(ctx.seed, "fitnet", *_fold_key(fold)), model=fitnet)
+        self.fitnet_states[fold] = {k: v.detach().cpu().clone() for k, v in fitnet.state_dict().items()}
         return fitnet
 
     def _step(self, fitnet: nn.Module, inner_opt: torch.optim.Optimizer | None, d: Tensor, a: Tensor,

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from autoal.augment import augment_batch, resolve_augment
 from autoal.data import ImageDataset, Split
-from autoal.models import Classifier, build_classifier
+from autoal.models import LOSS_DETACH_AFTER, LOSS_WEIGHT, Classifier, add_loss_module, build_classifier, loss_ranking_loss
 from autoal.outputs import PoolOutputs
 from autoal.rng import derive_seed, dropout_generator
 
@@ -43,6 +43,10 @@ class TrainSettings:
     mc_samples: int = 20
     augment: str = "auto"  # see autoal.augment: auto | none | shift | shift-hflip | shift-flip
     schedule: str = "cosine"  # learning rate over the steps of one fit: cosine (to 0) or constant
+    # Yoo & Kweon's loss-prediction module on the task model, trained with it (ranking loss); only
+    # for a run whose selector reads ``predicted_loss`` (learning_loss): off, training is untouched
+    loss_prediction: bool = False
+    aug_views: int = 50  # N_a augmented views per image for ``aug_probs`` (seed 001: 50 on CIFAR-10)
 
 
 def train_steps(n: int, batch_size: int, epochs: int, min_steps: int) -> int:
@@ -87,6 +91,9 @@ class Learner:
     def new_model(self, seed: int) -> Classifier:
         model = build_classifier(self.settings.backbone, self.data.channels, self.data.image_size,
                                  self.data.n_classes, self.settings.dropout, generator=torch.Generator().manual_seed(seed))
+        if self.settings.loss_prediction:  # its own generator: the classifier's weights stay those without it
+            add_loss_module(model, self.data.channels, self.data.image_size,
+                            torch.Generator().manual_seed(derive_seed(seed, "loss-module")))
         return model.to(self.device)  # initialised on the CPU: the same weights on every device
 
     def batch(self, split: Split, rows: Tensor) -> tuple[Tensor, Tensor]:
@@ -101,7 +108,9 @@ class Learner:
         ``train_steps`` steps of Adam, the learning rate following ``learning_rate``, each batch
         augmented on the device (``autoal.augment``; ``augment="auto"`` picks the dataset's mode).
         Shuffling, augmentation and dropout are seeded by ``seed``. No early stopping: nothing of
-        the labeled set is held out and the test split is never looked at.
+        the labeled set is held out and the test split is never looked at. A model with a loss
+        module (``loss_prediction``) adds LOSS_WEIGHT x its ranking loss against the per-sample
+        losses, and after LOSS_DETACH_AFTER of the steps its gradient stops at the features.
         """
         split = split or self.data.train
         s = self.settings
@@ -129,9 +138,19 @@ class Learner:
                     take = torch.cat([take, torch.randperm(n, generator=order_gen)[:1]])
                 x, y = self.batch(split, rows[take])
                 x = augment_batch(x, mode, augment_gen)
-                loss = F.cross_entropy(model(x), y, reduction="none")
+                if getattr(model, "loss_module", None) is None:
+                    loss = F.cross_entropy(model(x), y, reduction="none")
+                    rank = None
+                else:
+                    logits, levels = model.forward_with_levels(x)
+                    loss = F.cross_entropy(logits, y, reduction="none")
+                    if step >= LOSS_DETACH_AFTER * steps:
+                        levels = [level.detach() for level in levels]
+                    rank = loss_ranking_loss(model.loss_module(levels), loss.detach())
                 if sample_weight is not None:
                     loss = loss * sample_weight[take].to(self.device)
+                if rank is not None:  # added to the batch mean below: mean(loss) + lambda * rank
+                    loss = loss + LOSS_WEIGHT * rank
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(step, steps, s.lr, s.schedule)
                 opt.zero_grad(set_to_none=True)
@@ -164,7 +183,8 @@ class Learner:
 
         settings = dict(mc_samples=self.settings.mc_samples, batch_size=self.settings.eval_batch_size,
                         seed=seed, device=self.device)
-        out = infer_pool(model, load, rows.cpu(), needs, **settings)
+        out = infer_pool(model, load, rows.cpu(), needs, **settings, aug_views=self.settings.aug_views,
+                         augment=view_augment(self.settings.augment, self.data.name))
         if "labeled_embeddings" in needs and labeled_rows is not None:
             labeled = infer_pool(model, load, labeled_rows.cpu(), frozenset({"embeddings"}), **settings)
             out = dataclasses.replace(out, labeled_embeddings=labeled.embeddings)
@@ -221,8 +241,17 @@ def mc_full_passes(model: nn.Module, x: Tensor, mc_samples: int, max_batch: int)
     return torch.cat(out, dim=1)
 
 
+def view_augment(mode: str, dataset: str) -> str:
+    """The augmentation of the views behind ``aug_probs``: the training mode, except that a dataset
+    trained without augmentation (digits) gets ``shift``: N_a copies of the image itself would give
+    every image zero prediction variance."""
+    resolved = resolve_augment(mode, dataset)
+    return "shift" if resolved == "none" else resolved
+
+
 def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, mc_samples: int,
-               batch_size: int, seed: int, device: torch.device) -> PoolOutputs:
+               batch_size: int, seed: int, device: torch.device, aug_views: int = 0,
+               augment: str = "shift") -> PoolOutputs:
     """PoolOutputs over ``rows``; ``load(rows) -> images on device``. Memory is bounded by the batch.
 
     When dropout lives only in the head (our models), MC samples resample just the head on the
@@ -230,18 +259,33 @@ def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, m
     ``batch_size // T`` images in one forward (``mc_full_passes``), so a forward never holds more
     rows than a plain batch. (On a CPU, forwards of T x batch_size rows measured 1.5x slower than
     a loop of T passes; on a GPU a larger ``batch_size`` fills the device.)
+
+    ``aug_probs``: each batch's ``aug_views`` augmented views (mode ``augment``, drawn on the
+    device from a generator seeded by ``seed``) go through the model in the same pass, eval mode,
+    in forwards of at most ``batch_size`` rows. ``predicted_loss`` needs a model with a loss module.
     """
     want_mc = "mc_probs" in needs and mc_samples > 0
     want_emb = "embeddings" in needs
     want_head = "head_features" in needs
+    want_aug = "aug_probs" in needs and aug_views > 0
+    want_loss = "predicted_loss" in needs
+    if want_loss and getattr(model, "loss_module", None) is None:
+        raise ValueError("predicted_loss needs a model with a loss-prediction module "
+                         "(a Learner with TrainSettings(loss_prediction=True))")
     head_only = isinstance(model, Classifier) and not dropout_modules(model.backbone)
-    probs, mc, embs, heads = [], [], [], []
+    probs, mc, embs, heads, augs, losses = [], [], [], [], [], []
     mc_gen = torch.Generator(device=device).manual_seed(seed)  # the MC-dropout masks
+    aug_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "aug-views"))
     with training_flags_kept(model), torch.inference_mode(), dropout_generator(model, mc_gen):
         model.eval()
         for start in range(0, len(rows), batch_size):
             x = load(rows[start:start + batch_size])
-            if isinstance(model, Classifier):
+            if want_loss:  # the same forward, with the intermediate levels the loss module reads
+                logits, levels = model.forward_with_levels(x)
+                emb = levels[-2]  # (B, D)
+                probs.append(logits.softmax(dim=1))
+                losses.append(model.loss_module(levels))
+            elif isinstance(model, Classifier):
                 emb = model.embed(x)  # (B, D)
                 probs.append(model.head(emb).softmax(dim=1))
             else:
@@ -258,6 +302,8 @@ def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, m
                     else:  # forwards of at most batch_size rows (T copies of batch_size // T images)
                         logits = mc_full_passes(model, x, mc_samples, batch_size)
                 mc.append(logits.softmax(dim=2))
+            if want_aug:
+                augs.append(augmented_view_probs(model, x, aug_views, batch_size, augment, aug_gen))
     n = len(rows)
     return PoolOutputs(
         n=n,
@@ -265,7 +311,26 @@ def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, m
         mc_probs=torch.cat(mc, dim=1) if want_mc else None,
         embeddings=torch.cat(embs) if want_emb else None,
         head_features=torch.cat(heads) if want_head else None,
+        aug_probs=torch.cat(augs) if want_aug else None,
+        predicted_loss=torch.cat(losses) if want_loss else None,
     )
+
+
+def augmented_view_probs(model: nn.Module, x: Tensor, views: int, max_batch: int, mode: str,
+                         gen: torch.Generator) -> Tensor:
+    """Softmax (B, N_a, C) of N_a augmented views of each image of the batch ``x`` (B, ...), eval mode.
+
+    Chunks of ``max_batch // N_a`` images are repeated N_a times along the batch axis and augmented
+    in one call (each copy draws its own shift and flips), so a forward holds at most ``max_batch``
+    rows; copy a of image i is row a * b + i of a chunk of b images.
+    """
+    per_chunk = max(1, max_batch // views)
+    out = []
+    for start in range(0, len(x), per_chunk):
+        chunk = x[start:start + per_chunk]
+        copies = augment_batch(chunk.repeat(views, *(1,) * (chunk.dim() - 1)), mode, gen)  # (N_a * b, ...)
+        out.append(model(copies).softmax(dim=1).view(views, len(chunk), -1).transpose(0, 1))
+    return torch.cat(out)
 
 
 def head_features(model: nn.Module, emb: Tensor | None) -> Tensor:

@@ -11,6 +11,7 @@ import math
 from typing import Callable, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 M = TypeVar("M", bound=nn.Module)
@@ -37,12 +38,92 @@ class Classifier(nn.Module):
         self.embedding_dim = embedding_dim
         self.head = nn.Sequential(nn.Dropout(dropout / 2), nn.Linear(embedding_dim, hidden), nn.ReLU(inplace=True),
                                   nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+        #: Yoo & Kweon's loss-prediction module, attached by ``add_loss_module`` only for a run whose
+        #: selector reads ``predicted_loss``; None leaves the model (and its state_dict) as it was.
+        self.loss_module: LossPredictionModule | None = None
 
     def embed(self, x: Tensor) -> Tensor:
         return self.backbone(x)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.embed(x))
+
+    def forward_with_levels(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Logits (B, C) and the loss module's input levels: the outputs of the backbone stages before
+        the last (``level_modules``: (B, C_l, H_l, W_l) maps), the embedding (B, D) and the head's
+        hidden layer (B, hidden), in that order. The same computation as ``forward``."""
+        maps: list[Tensor] = []
+        handles = [m.register_forward_hook(lambda _m, _in, out: maps.append(out)) for m in level_modules(self.backbone)]
+        try:
+            emb = self.embed(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        hidden = self.head[:3](emb)  # dropout, linear, ReLU
+        return self.head[3:](hidden), [*maps, emb, hidden]
+
+
+def level_modules(backbone: nn.Module) -> list[nn.Module]:
+    """The backbone modules whose outputs feed the loss module, besides the embedding itself.
+
+    ResNet: layer1-3 (layer4's average-pooled output is the embedding), Yoo & Kweon's four blocks.
+    The small CNN: the ReLUs of its first two stages (the third stage's map, pooled to 3x3, is the
+    embedding). Another backbone: none (the embedding and the hidden layer only).
+    """
+    if all(hasattr(backbone, f"layer{i}") for i in (1, 2, 3, 4)):
+        return [backbone.layer1, backbone.layer2, backbone.layer3]
+    if isinstance(backbone, nn.Sequential):
+        return [m for m in backbone if isinstance(m, nn.ReLU)][:-1]
+    return []
+
+
+class LossPredictionModule(nn.Module):
+    """Yoo & Kweon 2019 ("Learning Loss for Active Learning"): each feature level is globally average
+    pooled (a map; a vector stays as it is), mapped by FC(width) + ReLU, the levels concatenated and
+    mapped by one FC to the predicted loss (B,). width = 128 as in the paper."""
+
+    def __init__(self, level_dims: list[int], width: int = 128):
+        super().__init__()
+        self.levels = nn.ModuleList(nn.Linear(d, width) for d in level_dims)
+        self.out = nn.Linear(width * len(level_dims), 1)
+
+    def forward(self, levels: list[Tensor]) -> Tensor:
+        pooled = [x.mean(dim=(2, 3)) if x.dim() == 4 else x.flatten(1) for x in levels]
+        hidden = [F.relu(fc(x)) for fc, x in zip(self.levels, pooled)]
+        return self.out(torch.cat(hidden, dim=1)).squeeze(1)
+
+
+#: Yoo & Kweon's margin xi and loss weight lambda (both 1 in the paper).
+LOSS_MARGIN = 1.0
+LOSS_WEIGHT = 1.0
+#: Fraction of a fit's steps after which the loss module's gradient no longer reaches the backbone
+#: (the paper: after epoch 120 of 200), so it stops shaping the features the task loss needs.
+LOSS_DETACH_AFTER = 0.6
+
+
+def loss_ranking_loss(predicted: Tensor, target: Tensor, margin: float = LOSS_MARGIN) -> Tensor:
+    """Yoo & Kweon's pairwise ranking loss over the pairs (i, B-1-i) of a batch:
+    mean of max(0, -sign(l_i - l_j) * (lhat_i - lhat_j) + margin). ``target`` (the per-sample task
+    losses) gets no gradient; a batch of one has no pair and gives 0."""
+    half = predicted.shape[0] // 2
+    if half == 0:
+        return predicted.sum() * 0.0
+    sign = torch.sign(target[:half] - target.flip(0)[:half]).detach()
+    return torch.clamp(margin - sign * (predicted[:half] - predicted.flip(0)[:half]), min=0).mean()
+
+
+def add_loss_module(model: Classifier, in_channels: int, image_size: int, generator: torch.Generator) -> Classifier:
+    """``model`` with a loss-prediction module sized by one dry forward, its weights drawn from
+    ``generator`` (a generator of its own, so the classifier's weights are those of a model without it)."""
+    was_training = model.training
+    probe = torch.zeros(2, in_channels, image_size, image_size, device=next(model.parameters()).device)
+    with torch.no_grad():
+        model.eval()
+        _, levels = model.forward_with_levels(probe)
+    model.train(was_training)
+    dims = [x.shape[1] if x.dim() == 4 else x[0].numel() for x in levels]
+    model.loss_module = initialised(lambda: LossPredictionModule(dims), generator).to(probe.device)
+    return model
 
 
 #: Side of the feature map the small CNN keeps (adaptive average pooling): 3x3 cells.

@@ -8,7 +8,15 @@ is for evaluation; the val split is there for whoever needs it.
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import logging
+import os
+import re
+import shutil
+import stat as stat_module
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -69,14 +77,20 @@ class ImageDataset:
 def known_datasets() -> list[str]:
     from autoal.torchvision_data import TORCHVISION_SETS  # here, not at the top: it imports this module
 
-    return ["digits", *MEDMNIST_2D, *TORCHVISION_SETS, "npz:PATH"]
+    return ["digits", *MEDMNIST_2D, *TORCHVISION_SETS, "npz:PATH", "folder:PATH"]
 
 
-def load_dataset(name: str, data_root: str | Path = "data", size: int = 28) -> ImageDataset:
-    """Load a dataset by its CLI name; raises UserError with the fix on bad input."""
+def load_dataset(name: str, data_root: str | Path = "data", size: int = 28, channels: int = 0) -> ImageDataset:
+    """Load a dataset by its CLI name; raises UserError with the fix on bad input.
+
+    ``channels`` applies to ``folder:PATH`` only (1 grey, 3 RGB, 0 grey when every image is)."""
     key = name.strip()
     if key == "digits":
         return _digits()
+    if key.startswith("folder:"):
+        from autoal.folder_data import load_folder  # Pillow only for folders
+
+        return load_folder(key[len("folder:"):], size, channels)
     if key.startswith("npz:"):
         path = Path(key[4:]).expanduser()
         return _from_npz(path, name=path.stem)
@@ -117,10 +131,136 @@ def _medmnist(flag: str, root: Path, size: int) -> ImageDataset:
 
 def _from_npz(path: Path, name: str, n_classes: int | None = None,
               fix: str = "save integer class indices 0..C-1") -> ImageDataset:
-    """An npz in MedMNIST layout. ``n_classes`` None: the classes are 0..max label, all present in train."""
+    """An npz in MedMNIST layout. ``n_classes`` None: the classes are 0..max label, all present in train.
+
+    The archive is unpacked once into an uncompressed cache (``unpacked_npz``) and its images are
+    memory-mapped from there: a 224-pixel pool is never read whole into memory, and a batch reads
+    only its own rows. The checks of the archive (keys, declared sizes, shapes, dtypes) run when it
+    is unpacked; the label checks run on every load (the labels are small).
+    """
     if not path.is_file():
         raise UserError(f"no npz file at {path}; give --dataset npz:PATH with keys "
                         f"train_images, train_labels, test_images, test_labels (val_* optional)")
+    splits = load_unpacked(unpacked_npz(path))
+    if "val" not in splits:
+        empty = splits["train"]
+        splits["val"] = Split(empty.images[:0], empty.labels[:0])
+    shapes = {s: tuple(sp.images.shape[1:]) for s, sp in splits.items() if len(sp)}
+    if len(set(shapes.values())) > 1:
+        raise UserError(f"{path}: splits have different image shapes {shapes}; all must match")
+    n_classes = check_labels(path, name, splits, n_classes, fix)
+    return _assemble(name, splits["train"], splits["val"], splits["test"], n_classes)
+
+
+# --- the unpacked cache of an npz ----------------------------------------------------------
+
+#: Bumped when the cache's layout changes, so an old cache is never read as a new one.
+CACHE_VERSION = 1
+#: Where caches go when the data folder is read-only (default: $XDG_CACHE_HOME/autoal or ~/.cache/autoal).
+CACHE_ENV = "AUTOAL_CACHE_DIR"
+CACHE_FOLDER = ".autoal-cache"  # next to the npz, when that folder is writable
+UNPACK_CHUNK_BYTES = 64 << 20  # rows are copied from the archive in pieces of about this size
+#: OSErrors of writing the cache (not of reading the archive): the message names the cache's folder.
+WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+
+
+def unpacked_npz(path: Path) -> Path:
+    """The folder holding ``path``'s arrays as plain .npy files, images in (N, C, H, W): built once.
+
+    The folder's name carries the archive's size, mtime and inode, so a changed file gets a new
+    cache. It is built in a temporary folder and renamed into place (atomic): a killed build
+    leaves no half cache, and when two processes build at once the first rename wins and the
+    other uses it. The cache sits in ``.autoal-cache/`` next to the file, or, when that folder is
+    read-only, under $AUTOAL_CACHE_DIR (default ~/.cache/autoal).
+    """
+    stat = path.stat()
+    entry_name = f"{path.name}-v{CACHE_VERSION}-{stat.st_size}-{stat.st_mtime_ns}-{stat.st_ino}"
+    for root in _cache_roots(path):
+        entry = root / entry_name
+        if entry.is_dir():
+            return entry
+        if not _may_write_in(root):
+            continue
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=root))
+        except OSError:  # a read-only data folder: try the next root
+            continue
+        try:
+            _unpack(path, tmp)
+            (tmp / "source.json").write_text(json.dumps(
+                {"source": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
+            try:
+                os.rename(tmp, entry)  # atomic; fails when another process got there first
+            except OSError:
+                if not entry.is_dir():
+                    raise
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRORS:  # the archive itself could not be read
+                raise UserError(f"{path}: cannot read its arrays ({_first_line(exc)}); re-download or "
+                                f"re-create it") from None
+            raise UserError(f"cannot unpack {path} into {root} ({_first_line(exc)}); free space there, or set "
+                            f"{CACHE_ENV} to a folder with room for the uncompressed arrays") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_stale(root, path.name, keep=entry)
+        log.info("unpacked %s into %s (read memory-mapped from now on)", path, entry)
+        return entry
+    raise UserError(f"cannot write an unpacked copy of {path} next to it or under {_user_cache_root()}; "
+                    f"set {CACHE_ENV} to a writable folder")
+
+
+def _user_cache_root() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "autoal"
+
+
+def _cache_roots(path: Path) -> list[Path]:
+    """Next to the file first; else the user's cache folder, in a subfolder named by the file's absolute path."""
+    digest = hashlib.blake2b(str(path.resolve()).encode(), digest_size=8).hexdigest()
+    user = _user_cache_root() / digest
+    return [user] if os.environ.get(CACHE_ENV) else [path.parent / CACHE_FOLDER, user]
+
+
+def _may_write_in(root: Path) -> bool:
+    """Whether a cache may be created at ``root``: its nearest existing folder is writable and has a
+    write bit at all. The bits are checked as well because root may write anywhere: a folder made
+    read-only (a shared data folder, mode 555) is left alone by every user, root included."""
+    folder = root
+    while not folder.exists():
+        if folder.parent == folder:
+            return False
+        folder = folder.parent
+    mode = folder.stat().st_mode
+    return os.access(folder, os.W_OK) and bool(mode & (stat_module.S_IWUSR | stat_module.S_IWGRP | stat_module.S_IWOTH))
+
+
+def _remove_stale(root: Path, file_name: str, keep: Path) -> None:
+    """Older caches of the same file, and temporary folders of builds whose process is gone."""
+    for other in root.iterdir():
+        if other == keep:
+            continue
+        if re.fullmatch(re.escape(file_name) + r"-v\d+-\d+-\d+-\d+", other.name):
+            shutil.rmtree(other, ignore_errors=True)
+        elif other.name.startswith(".tmp-") and not _pid_alive(other.name.split("-")[1]):
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def _pid_alive(text: str) -> bool:
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _unpack(path: Path, out: Path) -> None:
+    """Check the archive and write its arrays into ``out``: ``SPLIT_images.npy`` uint8 (N, C, H, W)
+    and ``SPLIT_labels.npy`` int64 (N,). Images are streamed row-block by row-block, never held whole."""
     try:
         archive = np.load(path)  # allow_pickle stays False: an object array inside is refused, never run
     except Exception as exc:  # corrupt or not an npz at all
@@ -136,24 +276,95 @@ def _from_npz(path: Path, name: str, n_classes: int | None = None,
             raise UserError(f"{path} lacks keys {', '.join(missing)}; MedMNIST layout has "
                             f"{{train,val,test}}_images and {{train,val,test}}_labels (found: {', '.join(archive.files)})")
         try:
-            _check_declared_sizes(path, archive)  # before any member is read whole
-            splits = {s: _split(path, s, archive[f"{s}_images"], archive[f"{s}_labels"])
-                      for s in SPLITS if f"{s}_images" in archive.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            _check_declared_sizes(path, archive)  # before any member is read
+            for split in SPLITS:
+                if f"{split}_images" in archive.files:
+                    n = _unpack_images(path, split, archive, out / f"{split}_images.npy")
+                    labels = _checked_labels(path, split, archive[f"{split}_labels"], n)
+                    np.save(out / f"{split}_labels.npy", labels)
+        except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             # object arrays (np.load refuses them without pickle), corrupted members, bad CRCs
             raise UserError(f"{path}: cannot read its arrays ({_first_line(exc)}); re-download or re-create it, "
                             f"with plain uint8 images and integer labels") from None
         except MemoryError:
             raise UserError(f"{path}: its arrays do not fit in memory; use a smaller --size or a machine "
                             f"with more memory") from None
-    if "val" not in splits:
-        empty = splits["train"]
-        splits["val"] = Split(empty.images[:0], empty.labels[:0])
-    shapes = {s: tuple(sp.images.shape[1:]) for s, sp in splits.items() if len(sp)}
-    if len(set(shapes.values())) > 1:
-        raise UserError(f"{path}: splits have different image shapes {shapes}; all must match")
-    n_classes = check_labels(path, name, splits, n_classes, fix)
-    return _assemble(name, splits["train"], splits["val"], splits["test"], n_classes)
+
+
+def _unpack_images(path: Path, split: str, archive: np.lib.npyio.NpzFile, target: Path) -> int:
+    """Copy ``SPLIT_images`` from the archive into the .npy ``target`` as uint8 (N, C, H, W); returns N."""
+    where = f"{path}: {split}"
+    member_name = _member(archive, f"{split}_images")
+    with archive.zip.open(member_name) as member:
+        version = np.lib.format.read_magic(member)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0(member) if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0(member))
+        if len(shape) == 3:
+            layout = "nhw"  # (N, H, W) -> (N, 1, H, W)
+        elif len(shape) == 4 and shape[-1] in (1, 3):
+            layout = "nhwc"  # (N, H, W, C) -> (N, C, H, W)
+        else:
+            raise UserError(f"{where}_images has shape {shape}; expected (N,H,W) or (N,H,W,3) uint8")
+        if dtype != np.uint8:
+            raise UserError(f"{where}_images has dtype {dtype}; expected uint8 pixels in 0..255")
+        n = shape[0]
+        channels = shape[3] if layout == "nhwc" else 1
+        dest = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=(n, channels, shape[1], shape[2]))
+        row_bytes = int(np.prod(shape[1:], dtype=np.int64))
+        if fortran:  # column-major on disk (numpy never writes MedMNIST files this way): read it whole
+            whole = np.lib.format.read_array(member).reshape(shape)
+            dest[:] = whole[:, None] if layout == "nhw" else whole.transpose(0, 3, 1, 2)
+        else:
+            rows_per_chunk = max(1, UNPACK_CHUNK_BYTES // max(row_bytes, 1))
+            for start in range(0, n, rows_per_chunk):
+                count = min(rows_per_chunk, n - start)
+                raw = member.read(count * row_bytes)
+                if len(raw) != count * row_bytes:
+                    raise EOFError(f"{split}_images ends after {start * row_bytes + len(raw):,} of "
+                                   f"{n * row_bytes:,} bytes")
+                block = np.frombuffer(raw, dtype=np.uint8).reshape(count, *shape[1:])
+                dest[start:start + count] = block[:, None] if layout == "nhw" else block.transpose(0, 3, 1, 2)
+            while member.read(1 << 20):  # to the end, so zipfile checks the member's CRC
+                pass
+        dest.flush()
+        del dest
+    return n
+
+
+def _member(archive: np.lib.npyio.NpzFile, key: str) -> str:
+    return key if key in archive.zip.namelist() else f"{key}.npy"
+
+
+def _checked_labels(path: Path, split: str, labels: np.ndarray, n_images: int) -> np.ndarray:
+    """Labels (N, 1) or (N,) as int64 (N,), checked: one class index per image, integers, none negative."""
+    where = f"{path}: {split}"
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        raise UserError(f"{where}_labels has shape {labels.shape}: multi-label data is not supported yet; "
+                        f"give one class index per image, shape (N,1)")
+    labels = labels.reshape(-1)
+    if labels.shape[0] != n_images:
+        raise UserError(f"{where}: {n_images} images but {labels.shape[0]} labels; they must match")
+    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
+        raise UserError(f"{where}_labels must be non-negative integer class indices (got dtype {labels.dtype})")
+    return labels.astype(np.int64)
+
+
+def load_unpacked(folder: Path) -> dict[str, Split]:
+    """The splits of an unpacked cache; images memory-mapped copy-on-write (see below), labels in memory.
+
+    Copy-on-write ("c"), not read-only: torch.from_numpy needs a writable array (a write into a
+    read-only mapping would crash the process), and a write, which nothing here makes, would go
+    to private memory, never into the cache file. Pages are read from the file when a batch
+    touches them, and the kernel may drop them again under memory pressure.
+    """
+    splits = {}
+    for split in SPLITS:
+        images_file = folder / f"{split}_images.npy"
+        if images_file.is_file():
+            images = np.load(images_file, mmap_mode="c")  # (N, C, H, W) uint8, nothing read yet
+            labels = np.load(folder / f"{split}_labels.npy")
+            splits[split] = Split(torch.from_numpy(images), torch.from_numpy(labels))
+    return splits
 
 
 def _first_line(exc: BaseException) -> str:
@@ -211,27 +422,6 @@ def check_labels(path: Path, name: str, splits: dict[str, Split], n_classes: int
         raise UserError(f"{path}: train_labels hold a single class ({only[0]}); active learning needs at least "
                         f"2 classes in the pool")
     return n_classes
-
-
-def _split(path: Path, split: str, images: np.ndarray, labels: np.ndarray) -> Split:
-    where = f"{path}: {split}"
-    if images.ndim == 3:
-        images = images[:, None]  # (N, H, W) -> (N, 1, H, W)
-    elif images.ndim == 4 and images.shape[-1] in (1, 3):
-        images = images.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
-    else:
-        raise UserError(f"{where}_images has shape {images.shape}; expected (N,H,W) or (N,H,W,3) uint8")
-    if images.dtype != np.uint8:
-        raise UserError(f"{where}_images has dtype {images.dtype}; expected uint8 pixels in 0..255")
-    if labels.ndim == 2 and labels.shape[1] > 1:
-        raise UserError(f"{where}_labels has shape {labels.shape}: multi-label data is not supported yet; "
-                        f"give one class index per image, shape (N,1)")
-    labels = labels.reshape(-1)
-    if labels.shape[0] != images.shape[0]:
-        raise UserError(f"{where}: {images.shape[0]} images but {labels.shape[0]} labels; they must match")
-    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
-        raise UserError(f"{where}_labels must be non-negative integer class indices (got dtype {labels.dtype})")
-    return Split(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels.astype(np.int64)))
 
 
 def _assemble(name: str, train: Split, val: Split, test: Split, n_classes: int) -> ImageDataset:

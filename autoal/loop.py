@@ -107,12 +107,17 @@ def make_checked_selector(cfg: RunConfig) -> Selector:
 
 
 def make_learner(cfg: RunConfig, data: ImageDataset, device: torch.device,
-                 progress: Progress | None = None) -> Learner:
+                 progress: Progress | None = None, needs: frozenset[str] | None = None) -> Learner:
+    """The run's Learner. ``needs`` (default: those of the run's selector) decide whether the task
+    model carries a loss-prediction module: only when something reads ``predicted_loss``."""
+    if needs is None:
+        needs = make_selector(cfg.strategy, cfg).needs
     settings = TrainSettings(backbone=resolve_backbone(cfg.backbone, device), epochs=cfg.epochs,
                              batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                              dropout=cfg.dropout, min_steps=cfg.min_steps,
                              eval_batch_size=cfg.eval_batch_size, mc_samples=cfg.mc_samples,
-                             augment=cfg.augment, schedule=cfg.schedule)
+                             augment=cfg.augment, schedule=cfg.schedule,
+                             loss_prediction="predicted_loss" in needs)
     return Learner(data, settings, device, progress)
 
 
@@ -131,8 +136,8 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
     check_sizes(cfg, n_pool)
     device = resolve_device(cfg.device)
     cfg = resolve_models(cfg, device)
-    learner = make_learner(cfg, data, device, on_progress)
     selector = make_checked_selector(cfg)
+    learner = make_learner(cfg, data, device, on_progress, needs=selector.needs)
 
     runlog.make_folder(run_dir)
     state = runlog.load_checkpoint(run_dir)

@@ -19,7 +19,7 @@ from autoal.errors import UserError
 from autoal.learner import Learner
 from autoal.models import Classifier
 from autoal.outputs import PoolOutputs
-from autoal.registry import candidate_choice, get_candidate, list_candidates
+from autoal.registry import candidate_choice, get_candidate, is_candidate, list_candidates
 
 
 @dataclass
@@ -66,11 +66,15 @@ class Selector:
 
 
 class CandidateSelector(Selector):
-    """Query with one registered candidate: its top-``budget`` rows (or its chosen set)."""
+    """Query with one registered candidate: its top-``budget`` rows (or its chosen set).
+
+    ``candidate`` may be a spec with parameters (``diversity:T=0.1``); ``name`` is its canonical form.
+    """
 
     def __init__(self, candidate: str):
-        self.name = candidate
-        self.needs = get_candidate(candidate).needs
+        cand = get_candidate(candidate)  # a bad parameter raises UserError here, before the run starts
+        self.name = cand.name
+        self.needs = cand.needs
 
     def select(self, ctx: RoundContext) -> Selection:
         rows = candidate_choice(self.name, ctx.outputs, budget=ctx.budget, generator=ctx.generator)
@@ -101,7 +105,7 @@ def make_selector(strategy: str, config: Any) -> Selector:
     _load_selectors()
     if strategy in SELECTOR_FACTORIES:
         return SELECTOR_FACTORIES[strategy](config)
-    if strategy in list_candidates():
+    if is_candidate(strategy):  # a registered name, possibly with parameters (name:key=value,...)
         return CandidateSelector(strategy)
     raise UserError(f"unknown strategy {strategy!r}; known: {', '.join(known_strategies())}")
 

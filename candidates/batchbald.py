@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from autoal.outputs import PoolOutputs
-from autoal.registry import register_candidate
+from autoal.registry import Param, register_candidate
 from candidates.diversity import _d2_sample
 
 MAX_CONFIGS = 4096  # the paper's exact computation stays below about this many joint configurations
@@ -84,8 +84,15 @@ def joint_entropy_with_each_row(joint: Tensor, mc: Tensor) -> Tensor:
     return torch.cat(out)
 
 
-@register_candidate("batchbald", needs={"mc_probs"}, kind="set")
-def batchbald(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor:
+@register_candidate("batchbald", needs={"mc_probs"}, kind="set",
+                    params={"samples": Param(SAMPLES, "label configurations sampled once the exact joint "
+                                                      "outgrows max_configs (the paper's M)", minimum=1),
+                            "max_configs": Param(MAX_CONFIGS, "joint label configurations kept exactly "
+                                                              "before sampling", minimum=1)})
+def batchbald(out: PoolOutputs, *, budget: int, generator: torch.Generator, samples: int = SAMPLES,
+              max_configs: int = MAX_CONFIGS) -> Tensor:
     """BatchBALD, Kirsch et al. 2019: greedy joint mutual information over the MC-dropout samples;
-    exact joint up to MAX_CONFIGS label configurations, SAMPLES sampled configurations beyond."""
-    return batchbald_select(out.require("mc_probs"), budget, generator)
+    exact joint up to ``max_configs`` label configurations (MAX_CONFIGS), ``samples`` sampled
+    configurations beyond (SAMPLES): ``batchbald:samples=4096``. The MC-dropout sample count T is
+    the run's --mc-samples: every candidate reads the same pass."""
+    return batchbald_select(out.require("mc_probs"), budget, generator, max_configs=max_configs, samples=samples)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from autoal.outputs import PoolOutputs
-from autoal.registry import register_candidate
+from autoal.registry import Param, register_candidate
 
 CHUNK_ROWS = 4096
 
@@ -181,13 +181,17 @@ def diversity_from_labeled(out: PoolOutputs, budget: int, temperature: float, ge
     return diversity_sample(euclidean_to_row(x), out.n, budget, temperature, generator, initial)
 
 
-@register_candidate("diversity", needs={"embeddings", "labeled_embeddings"}, kind="set")
-def diversity(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor:
-    """Diversity-based sampling, Buchert et al. (seed 001, eq. 1-2) at T = DIVERSITY_TEMPERATURE (0.5):
-    rows drawn one at a time with p_i proportional to d_i^(1/T), d_i the embedding distance to the
-    nearest labeled or already picked row. At T = 0.5 this is k-means++ seeding from the labeled
-    set. Other temperatures: ``register_diversity``."""
-    return diversity_from_labeled(out, budget, DIVERSITY_TEMPERATURE, generator)
+@register_candidate("diversity", needs={"embeddings", "labeled_embeddings"}, kind="set",
+                    params={"T": Param(DIVERSITY_TEMPERATURE, "temperature: p_i proportional to d_i^(1/T); "
+                                                              "0 = k-center greedy, 0.5 = k-means++", minimum=0.0)})
+def diversity(out: PoolOutputs, *, budget: int, generator: torch.Generator,
+              T: float = DIVERSITY_TEMPERATURE) -> Tensor:  # noqa: N803 (the paper's symbol)
+    """Diversity-based sampling, Buchert et al. (seed 001, eq. 1-2) at temperature T (default
+    DIVERSITY_TEMPERATURE, 0.5): rows drawn one at a time with p_i proportional to d_i^(1/T), d_i
+    the embedding distance to the nearest labeled or already picked row. At T = 0.5 this is
+    k-means++ seeding from the labeled set. Other temperatures: ``diversity:T=0.1`` (or
+    ``--diversity-temperature 0.1``), or a name of their own with ``register_diversity``."""
+    return diversity_from_labeled(out, budget, T, generator)
 
 
 @register_candidate("coreset", needs={"embeddings", "labeled_embeddings"}, kind="set")

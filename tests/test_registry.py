@@ -153,3 +153,113 @@ def test_candidate_choice_breaks_var_ratio_ties_with_its_generator():
     assert a[10:].tolist() != list(range(5)) and a[10:].tolist() != b[10:].tolist()  # the ties: at random
     again = registry.candidate_choice("var_ratio", out, budget=15, generator=torch.Generator().manual_seed(1))
     assert torch.equal(again, b)
+
+
+# -- candidate parameters: name:key=value,key=value ---------------------------------------------
+@pytest.fixture
+def scaled(restore_registry):
+    """A candidate with two parameters whose values show in its scores."""
+    @register_candidate("scaled_first", needs={"probs"},
+                        params={"scale": registry.Param(1.0, "factor", minimum=0.0),
+                                "shift": registry.Param(0, "added", minimum=-5, maximum=5)})
+    def scaled_first(out, *, budget, generator, scale, shift):
+        return out.require("probs")[:, 0] * scale + shift
+
+    return PoolOutputs(n=2, probs=torch.tensor([[0.2, 0.8], [0.9, 0.1]]))
+
+
+def test_spec_parameters_reach_the_function(scaled):
+    torch.testing.assert_close(run_candidate("scaled_first", scaled, budget=1), torch.tensor([0.2, 0.9]))
+    torch.testing.assert_close(run_candidate("scaled_first:scale=2,shift=-1", scaled, budget=1),
+                               torch.tensor([-0.6, 0.8]))
+    cand = get_candidate("scaled_first:shift=3")
+    assert cand.base == "scaled_first" and cand.values == {"scale": 1.0, "shift": 3}
+
+
+def test_canonical_spec_drops_defaults_and_orders_keys(scaled):
+    assert get_candidate("scaled_first:scale=1").name == "scaled_first"  # the default: the plain name
+    assert get_candidate("scaled_first:shift=2, scale=0.5").name == "scaled_first:scale=0.5,shift=2"
+    assert get_candidate("diversity:T=0.10").name == "diversity:T=0.1"
+    assert get_candidate("diversity:T=0.5").name == "diversity"
+
+
+@pytest.mark.parametrize("spec, problem", [
+    ("scaled_first:scal=2", "has no parameter 'scal'"),
+    ("scaled_first:shift=1.5", "shift=1.5 is invalid (expected int)"),
+    ("scaled_first:shift=9", "shift=9 is invalid (above 5)"),
+    ("scaled_first:scale=-1", "scale=-1 is invalid (below 0.0)"),
+    ("scaled_first:scale=nan", "not a finite number"),
+    ("scaled_first:scale", "is not key=value"),
+    ("scaled_first:scale=1,scale=2", "sets scale twice"),
+    ("scaled_first:", "nothing after ':'"),
+])
+def test_bad_parameters_are_one_line_user_errors_listing_the_valid_ones(scaled, spec, problem):
+    with pytest.raises(registry.UserError) as info:
+        get_candidate(spec)
+    message = str(info.value)
+    assert problem in message and "\n" not in message
+    if "parameter" in problem or "invalid" in problem:
+        assert "scale (float >= 0.0, default 1.0); shift (int >= -5 <= 5, default 0)" in message
+
+
+def test_a_candidate_without_parameters_says_so():
+    with pytest.raises(registry.UserError, match="has no parameter 'T'; it takes none; name it as plain entropy"):
+        get_candidate("entropy:T=1")
+
+
+def test_registration_refuses_parameters_the_function_does_not_take(restore_registry):
+    with pytest.raises(ValueError, match=r"declares parameters \['T'\]"):
+        register_candidate("no_t", params={"T": registry.Param(0.5)})(lambda out, *, budget, generator: out.probs)
+    with pytest.raises(ValueError, match="may hold only"):
+        register_candidate("bad:name")
+    with pytest.raises(ValueError, match="not a float|below"):
+        registry.Param(-1.0, minimum=0.0)  # a default outside its own bounds
+    assert "no_t" not in list_candidates()
+
+
+def test_candidate_lists_carry_specs_with_several_parameters(scaled):
+    assert registry.split_specs("entropy, scaled_first:scale=2,shift=1 ,margin,") == [
+        "entropy", "scaled_first:scale=2,shift=1", "margin"]
+    assert registry.parse_candidates("entropy,diversity:T=0.10,scaled_first:scale=1") == [
+        "entropy", "diversity:T=0.1", "scaled_first"]  # canonical names: what AutoAL keys its records by
+    with pytest.raises(registry.UserError, match="twice .diversity in diversity,diversity:T=0.5"):
+        registry.parse_candidates("diversity,diversity:T=0.5")  # the same candidate
+    with pytest.raises(registry.UserError, match="--candidates: candidate 'diversity': T=-2 is invalid"):
+        registry.parse_candidates("entropy,diversity:T=-2")
+    assert registry.parse_candidates("diversity:T=0.1,diversity:T=0") == ["diversity:T=0.1", "diversity:T=0.0"]
+
+
+def test_resolved_parameters_record_every_value_with_defaults(scaled):
+    assert registry.resolved_parameters(["entropy", "scaled_first:shift=2", "diversity"]) == {
+        "scaled_first:shift=2": {"scale": 1.0, "shift": 2}, "diversity": {"T": 0.5}}
+
+
+def test_diversity_temperature_reaches_the_sampler():
+    """T = 0 is k-center greedy, i.e. exactly coreset's picks; T = 0.5 is the default diversity."""
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(60, 3, generator=g)
+    out = PoolOutputs(n=50, embeddings=emb[:50], labeled_embeddings=emb[50:])
+    pick = lambda name: registry.candidate_choice(name, out, budget=8, generator=7).tolist()  # noqa: E731
+    assert pick("diversity:T=0") == pick("coreset")
+    assert pick("diversity:T=0.5") == pick("diversity")
+    assert pick("diversity:T=0") != pick("diversity")
+
+
+def test_batchbald_parameters_reach_it():
+    """max_configs=1 makes BatchBALD sample from the second pick on; samples sets how many."""
+    g = torch.Generator().manual_seed(0)
+    mc = torch.softmax(torch.randn(6, 40, 3, generator=g) * 2, dim=2)
+    out = PoolOutputs(n=40, mc_probs=mc)
+    pick = lambda name: registry.candidate_choice(name, out, budget=6, generator=1).tolist()  # noqa: E731
+    assert pick("batchbald") == pick("batchbald:max_configs=4096,samples=1024")
+    assert pick("batchbald:max_configs=1,samples=2") != pick("batchbald")
+
+
+def test_a_strategy_spec_makes_a_candidate_selector():
+    from autoal.config import RunConfig
+    from autoal.selectors import make_selector
+
+    selector = make_selector("diversity:T=0.25", RunConfig())
+    assert selector.name == "diversity:T=0.25" and "labeled_embeddings" in selector.needs
+    with pytest.raises(registry.UserError, match="has no parameter 'x'"):
+        make_selector("diversity:x=1", RunConfig())

@@ -30,11 +30,17 @@ class RunConfig:
     # --- data ---
     dataset: str = _opt("digits", "digits (sklearn's bundled 8x8 set, offline), a MedMNIST 2D set "
                                   "(pathmnist, organcmnist, tissuemnist, ...), a torchvision set (mnist, "
-                                  "fashionmnist, cifar10, cifar100, svhn) or npz:PATH in MedMNIST layout")
+                                  "fashionmnist, cifar10, cifar100, svhn), npz:PATH in MedMNIST layout, or "
+                                  "folder:PATH (PNG/JPEG/TIFF images of any size; optional PATH/labels.csv with "
+                                  "columns file,label, PATH/classes.txt with one class per line, and PATH/test/ "
+                                  "with its own labels.csv for evaluation)")
     data_root: str = _opt("data", "folder holding the official MedMNIST NAME.npz files; for the torchvision "
                                   "sets their download/cache folder (downloads only where a network exists)")
     size: int = _opt(28, "MedMNIST image size: 28, 64, 128 or 224 (torchvision sets keep their native 28 or 32; "
-                         "digits and npz data keep the size they are stored at, and refuse any other --size)")
+                         "digits and npz data keep the size they are stored at, and refuse any other --size; "
+                         "folder:PATH images are resized to --size x --size, 8 to 1024)")
+    channels: int = _opt(0, "folder:PATH images converted to 1 (grey) or 3 (RGB) channels; 0: grey when every "
+                            "image is grey, else RGB", (0, 1, 3))
     # --- active learning ---
     strategy: str = _opt("autoal", "query strategy: autoal, albl, selectal or any registered candidate "
                                    "(entropy, margin, least_confidence, bald, var_ratio, mean_std, kmeans, typiclust, random, ...)")
@@ -42,6 +48,14 @@ class RunConfig:
     budget: int = _opt(20, "labels queried per round")
     rounds: int = _opt(10, "query rounds (the labeled set ends at init-size + rounds * budget)")
     seed: int = _opt(0, "seed of the run: initial set, model initialisation, MC dropout, selections")
+    oracle: str = _opt("simulated", "who labels the queries: simulated (the dataset's stored labels) or human: "
+                                    "after each selection the run writes RUN/queries/round-NNN/ (the images, a "
+                                    "labels.csv to fill in, Label Studio tasks), checkpoints and exits; label the "
+                                    "batch (python -m autoal.label RUN, or the CSV), then --resume RUN. The label "
+                                    "'unsure' skips an image: it returns to the pool and is left out of the very "
+                                    "next query. A folder's labels.csv gives the initial set (instead of "
+                                    "--init-size random images, which a person labels first when there is none)",
+                       ("simulated", "human"))
     # --- task model ---
     backbone: str = _opt("auto", "task model: auto (resnet18 on CUDA, cnn on CPU), cnn or resnet18",
                          ("auto", "cnn", "resnet18"))
@@ -227,6 +241,9 @@ def check(cfg: RunConfig) -> RunConfig:
     if cfg.weight_decay < 0:
         raise UserError(f"--weight-decay must not be negative, got {cfg.weight_decay}")
     check_size(cfg.dataset, cfg.size)
+    if cfg.channels != 0 and not cfg.dataset.strip().startswith("folder:"):
+        raise UserError(f"--channels {cfg.channels} applies to folder:PATH data only; {cfg.dataset} keeps its "
+                        f"own channels: drop --channels")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
         raise UserError(f"--device {cfg.device!r} is not a device; use auto, cpu, cuda or cuda:N")
     return cfg
@@ -249,6 +266,8 @@ def check_size(dataset: str, size: int) -> None:
 
 def default_run_dir(cfg: RunConfig) -> Path:
     dataset = Path(cfg.dataset[4:]).stem if cfg.dataset.startswith("npz:") else cfg.dataset
+    if cfg.dataset.startswith("folder:"):  # the folder's own name: a path would nest the run folder
+        dataset = Path(cfg.dataset[len("folder:"):]).expanduser().resolve().name
     if dataset in MEDMNIST_2D and cfg.size != 28:
         dataset += f"_{cfg.size}"
     return Path("runs") / f"{dataset}-{cfg.strategy}-seed{cfg.seed}"

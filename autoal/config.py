@@ -45,6 +45,11 @@ class RunConfig:
     strategy: str = _opt("autoal", "query strategy: autoal, albl, selectal or any registered candidate "
                                    "(entropy, margin, least_confidence, bald, var_ratio, mean_std, kmeans, typiclust, random, ...)")
     init_size: int = _opt(20, "size of the seeded initial labeled set (the same for every strategy with the same seed)")
+    init_strategy: str = _opt("random", "how the initial labeled set is chosen: random (uniform) or diverse (Buchert "
+                                        "et al.: k-means++ seeding, T = 0.5, on a RotNet self-supervised "
+                                        "representation of the pool, trained once per dataset and seed and cached); "
+                                        "either way the same for every strategy with the same seed",
+                              ("random", "diverse"))
     budget: int = _opt(20, "labels queried per round")
     rounds: int = _opt(10, "query rounds (the labeled set ends at init-size + rounds * budget)")
     seed: int = _opt(0, "seed of the run: initial set, model initialisation, MC dropout, selections")
@@ -127,6 +132,11 @@ class RunConfig:
 
 
 CONFIG_FIELDS = {f.name: f for f in fields(RunConfig)}
+#: Flags that set a candidate's parameter wherever that candidate is used (--strategy, --candidates):
+#: flag name -> (candidate, parameter). ``--diversity-temperature 0.1`` = ``diversity:T=0.1``.
+CANDIDATE_FLAGS = {"diversity_temperature": ("diversity", "T")}
+#: Key under which config.json records the resolved parameters of the candidates a run uses.
+PARAMETERS_KEY = "candidate_parameters"
 #: --help sections: the first field of each, in RunConfig's order.
 HELP_SECTIONS = {"dataset": "data", "strategy": "active learning", "backbone": "task model",
                  "candidates": "AutoAL (--candidates is also the pool of ALBL's experts)",
@@ -164,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
         if "%" not in kwargs["help"]:
             kwargs["help"] += f" (default: {default!r})"
         group.add_argument(flag, **kwargs)
+    for name, (candidate, param) in CANDIDATE_FLAGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=float, metavar=param, default=argparse.SUPPRESS,
+                            help=f"parameter {param} of the {candidate} candidate wherever --strategy or "
+                                 f"--candidates names it: the same as writing {candidate}:{param}=VALUE there")
     parser.add_argument("--config", metavar="FILE", help="TOML or JSON file of defaults; flags win over it")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR with its saved config (only --device may change)")
@@ -173,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Flat key = value settings from a .toml or .json file; keys as field names or flags."""
+    """Settings from a .toml or .json file: flat ``key = value`` (field names or flags), and/or the
+    method settings grouped in sections ``[autoal]``, ``[albl]``, ``[selectal]`` (see ``flatten_sections``)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} does not exist; give --config an existing .toml or .json file")
@@ -186,13 +201,67 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):  # e.g. a JSON list
         raise UserError(f"config file {path} holds a {type(raw).__name__}; it must hold settings as "
                         f"key = value (TOML) or one object {{\"key\": value}} (JSON)")
-    return validate_settings(raw, where=str(path))
+    return validate_settings(flatten_sections(raw, where=str(path)), where=str(path))
+
+
+def _section_fields() -> dict[str, list[str]]:
+    """Method section -> its RunConfig fields, by the --help groups: AutoAL's run from ``candidates`` to
+    the first ALBL field, ALBL's to the first SelectAL field, SelectAL's to ``out``."""
+    names = list(CONFIG_FIELDS)
+    bounds = [names.index(n) for n in ("candidates", "albl_batch_mode", "selectal_removal", "out")]
+    groups = {s: names[a:b] for s, a, b in zip(SECTIONS, bounds, bounds[1:])}
+    groups["albl"].insert(0, "candidates")  # --candidates is ALBL's expert pool as well
+    return groups
+
+
+#: Config-file sections of method settings, and the prefix their keys carry as RunConfig fields.
+SECTIONS = {"autoal": "", "albl": "albl_", "selectal": "selectal_"}
+
+
+def flatten_sections(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """``[albl] delta = 0.2`` -> ``albl_delta = 0.2``: method sections onto the flat RunConfig fields.
+
+    In a section a key may drop the method's prefix (``delta``) or keep it (``albl_delta``), and
+    must be one of that method's settings. Flat keys stay valid, so old files read as before. A
+    setting given twice (flat and in a section, or in two sections) is refused.
+    """
+    flat: dict[str, Any] = {}
+    groups = _section_fields()
+    for key, value in raw.items():
+        if not isinstance(value, dict):
+            continue
+        section = key.lower()
+        if section not in SECTIONS:
+            raise UserError(f"{where}: unknown section [{key}]; the sections are "
+                            f"{', '.join(f'[{s}]' for s in SECTIONS)} (other settings go at the top, unsectioned)")
+        for inner, inner_value in value.items():
+            name = inner.replace("-", "_")
+            field_name = next((n for n in (SECTIONS[section] + name, name) if n in groups[section]), None)
+            if field_name is None:
+                short = [n.removeprefix(SECTIONS[section]) for n in groups[section]]
+                raise UserError(f"{where}: [{section}] has no setting {inner!r}; its settings: {', '.join(short)}")
+            if field_name in flat:
+                raise UserError(f"{where}: {field_name} is set twice (in [{section}] and before); set it once")
+            flat[field_name] = inner_value
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            continue
+        name = key.replace("-", "_")
+        if name in flat:
+            raise UserError(f"{where}: {name} is set twice (at the top and in a section); set it once")
+        flat[key] = value
+    return flat
 
 
 def validate_settings(raw: dict[str, Any], where: str) -> dict[str, Any]:
     settings = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
+        if name in CANDIDATE_FLAGS:  # a candidate's parameter by flag name: resolve_config applies it
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise UserError(f"{where}: {key} must be float, got {value!r}")
+            settings[name] = float(value)
+            continue
         if name not in CONFIG_FIELDS:
             raise UserError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(CONFIG_FIELDS))}")
         expected = type(CONFIG_FIELDS[name].default)
@@ -212,8 +281,55 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     settings: dict[str, Any] = {}
     if args.config:
         settings.update(read_config_file(args.config))
-    settings.update({k: v for k, v in vars(args).items() if k in CONFIG_FIELDS})
-    return check(RunConfig(**settings))
+    settings.update({k: v for k, v in vars(args).items() if k in CONFIG_FIELDS or k in CANDIDATE_FLAGS})
+    return check(RunConfig(**apply_candidate_flags(settings)))
+
+
+def apply_candidate_flags(settings: dict[str, Any], strict: bool = True) -> dict[str, Any]:
+    """``settings`` without the CANDIDATE_FLAGS keys, their values written into the specs of
+    ``strategy`` and ``candidates`` that name their candidate: ``strategy = diversity`` with
+    ``diversity_temperature = 0.1`` becomes ``strategy = diversity:T=0.1``, which config.json records.
+
+    A spec that already sets the parameter to another value is refused (two answers to one
+    question). ``strict``: also refuse a flag that no spec uses (it would change nothing); a sweep,
+    whose config is shared by methods that do and do not use the candidate, passes False.
+    """
+    from autoal.registry import format_value, get_candidate, spec_base, split_spec, split_specs
+
+    settings = dict(settings)
+    for flag, (candidate, param) in CANDIDATE_FLAGS.items():
+        if flag not in settings:
+            continue
+        value = settings.pop(flag)
+        option = "--" + flag.replace("_", "-")
+        used = False
+
+        def rewrite(spec: str) -> str:
+            nonlocal used
+            if spec_base(spec) != candidate:
+                return spec
+            used = True
+            base, given = split_spec(spec)
+            if param in given and _parsed(candidate, param, given[param]) != value:
+                raise UserError(f"{option} {value} contradicts {spec}; give {param} once, in one of them")
+            given[param] = format_value(value)
+            return get_candidate(f"{base}:{','.join(f'{k}={v}' for k, v in given.items())}").name  # canonical
+
+        for key in ("strategy", "candidates"):
+            text = settings.get(key, CONFIG_FIELDS[key].default)
+            rewritten = ",".join(rewrite(s) for s in split_specs(text)) if key == "candidates" else rewrite(text)
+            if rewritten != text:
+                settings[key] = rewritten
+        if strict and not used:
+            raise UserError(f"{option} sets a parameter of the {candidate} candidate, but neither --strategy nor "
+                            f"--candidates names {candidate}; add it there or drop {option}")
+    return settings
+
+
+def _parsed(candidate: str, param: str, text: str) -> Any:
+    from autoal.registry import get_candidate
+
+    return get_candidate(f"{candidate}:{param}={text}").values[param]
 
 
 def check(cfg: RunConfig) -> RunConfig:
@@ -270,7 +386,8 @@ def default_run_dir(cfg: RunConfig) -> Path:
         dataset = Path(cfg.dataset[len("folder:"):]).expanduser().resolve().name
     if dataset in MEDMNIST_2D and cfg.size != 28:
         dataset += f"_{cfg.size}"
-    return Path("runs") / f"{dataset}-{cfg.strategy}-seed{cfg.seed}"
+    strategy = re.sub(r"[:=,]", "-", cfg.strategy)  # diversity:T=0.1 -> diversity-T-0.1 (':' splits TensorBoard's --logdir)
+    return Path("runs") / f"{dataset}-{strategy}-seed{cfg.seed}"
 
 
 #: Settings that say where a run happens, not what it computes: they may change on resume.
@@ -294,7 +411,32 @@ def config_differences(saved: dict[str, Any], requested: dict[str, Any]) -> list
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
-    return asdict(cfg)
+    """The fields, plus (under PARAMETERS_KEY) every parameter of the candidates the run uses, defaults
+    included; ``from_dict`` and the resume checks read only the fields."""
+    out = asdict(cfg)
+    params = candidate_parameters(cfg)
+    if params:
+        out[PARAMETERS_KEY] = params
+    return out
+
+
+def candidate_parameters(cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """Resolved parameters of the candidates ``cfg`` runs: its strategy when that is a candidate, else
+    its --candidates (and SelectAL's uncertainty strategy). Specs that do not resolve (a plug-in
+    not installed here) are left out: recording must not fail where ``check`` did not look."""
+    from autoal.registry import is_candidate, resolved_parameters, split_specs
+
+    if is_candidate(cfg.strategy):
+        specs = [cfg.strategy]
+    else:
+        specs = split_specs(cfg.candidates) + ([cfg.selectal_uncertainty] if cfg.strategy == "selectal" else [])
+    out: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        try:
+            out.update(resolved_parameters([spec]))
+        except (KeyError, UserError):
+            continue
+    return out
 
 
 def from_dict(raw: dict[str, Any]) -> RunConfig:

@@ -3,6 +3,18 @@
 Every strategy is a pure function of PoolOutputs with one sign convention: higher = query first.
 """
 
-from candidates import badge, baseline, batchbald, bayesian, diversity, typiclust, uncertainty  # noqa: F401
+from candidates import (  # noqa: F401
+    badge,
+    baseline,
+    batchbald,
+    bayesian,
+    cluster_margin,
+    consistency,
+    diversity,
+    learning_loss,
+    typiclust,
+    uncertainty,
+)
 
-__all__ = ["badge", "baseline", "batchbald", "bayesian", "diversity", "typiclust", "uncertainty"]
+__all__ = ["badge", "baseline", "batchbald", "bayesian", "cluster_margin", "consistency", "diversity", "learning_loss",
+           "typiclust", "uncertainty"]

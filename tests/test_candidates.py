@@ -12,6 +12,7 @@ from autoal.registry import candidate_choice, get_candidate, list_candidates, ru
 
 N, C, T, D = 40, 4, 5, 6
 L, H = 5, 8  # labeled rows, last-layer input width
+A = 3  # augmented views
 BUDGET = 7
 
 
@@ -26,6 +27,8 @@ def pool_outputs() -> PoolOutputs:
         embeddings=torch.randn(N, D, generator=g),  # (N, D)
         labeled_embeddings=torch.randn(L, D, generator=g),  # (L, D): core-set's labeled centres
         head_features=torch.randn(N, H, generator=g).relu(),  # (N, H): BADGE's last-layer input
+        aug_probs=torch.randn(N, A, C, generator=g).mul(2).softmax(dim=2),  # (N, N_a, C): consistency's views
+        predicted_loss=torch.randn(N, generator=g),  # (N,): the loss-prediction module's output
     )
 
 
@@ -36,7 +39,7 @@ def _only(outputs: PoolOutputs, needs: frozenset[str]) -> PoolOutputs:
 
 def _clone(outputs: PoolOutputs) -> dict[str, torch.Tensor]:
     return {k: getattr(outputs, k).clone() for k in ("probs", "mc_probs", "embeddings", "labeled_embeddings",
-                                                     "head_features")}
+                                                     "head_features", "aug_probs", "predicted_loss")}
 
 
 # -- contract, over the registry itself: a plug-in or a newly added candidate is tested too ----------

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autoal.accel import autocast, channels_last, check_precision, grad_scaler, prepare_model, resident_copy, to_device
 from autoal.augment import augment_batch, resolve_augment
 from autoal.data import ImageDataset, Split
 from autoal.models import LOSS_DETACH_AFTER, LOSS_WEIGHT, Classifier, add_loss_module, build_classifier, loss_ranking_loss
@@ -43,6 +44,7 @@ class TrainSettings:
     mc_samples: int = 20
     augment: str = "auto"  # see autoal.augment: auto | none | shift | shift-hflip | shift-flip
     schedule: str = "cosine"  # learning rate over the steps of one fit: cosine (to 0) or constant
+    precision: str = "fp32"  # autocast of training and inference forwards: fp32, bf16 or fp16 (autoal.accel)
     # Yoo & Kweon's loss-prediction module on the task model, trained with it (ranking loss); only
     # for a run whose selector reads ``predicted_loss`` (learning_loss): off, training is untouched
     loss_prediction: bool = False
@@ -82,10 +84,13 @@ Progress = Callable[[str, int, int], None]
 class Learner:
     def __init__(self, data: ImageDataset, settings: TrainSettings, device: torch.device,
                  progress: Progress | None = None):
+        check_precision(settings.precision, device)
         self.data = data
         self.settings = settings
         self.device = device
         self.progress = progress
+        # id(split) -> (split, its images on the GPU or None): decided once per split (autoal.accel)
+        self._resident: dict[int, tuple[Split, Tensor | None]] = {}
 
     # -- models ---------------------------------------------------------------------------
     def new_model(self, seed: int) -> Classifier:
@@ -94,12 +99,27 @@ class Learner:
         if self.settings.loss_prediction:  # its own generator: the classifier's weights stay those without it
             add_loss_module(model, self.data.channels, self.data.image_size,
                             torch.Generator().manual_seed(derive_seed(seed, "loss-module")))
-        return model.to(self.device)  # initialised on the CPU: the same weights on every device
+        return prepare_model(model, self.device)  # initialised on the CPU: the same weights on every device
 
     def batch(self, split: Split, rows: Tensor) -> tuple[Tensor, Tensor]:
-        """Normalised images (B, C, H, W) and labels (B,) of ``rows`` of a split, on the device."""
-        images = split.images[rows].to(self.device, non_blocking=True)
-        return self.data.normalise(images), split.labels[rows].to(self.device)
+        """Normalised images (B, C, H, W) and labels (B,) of ``rows`` of a split, on the device.
+
+        Only the batch's rows are read (the images may be memory-mapped); on CUDA they come from
+        the split's GPU copy when it fits, else through pinned memory without blocking."""
+        on_device = self._on_device(split)
+        if on_device is not None:
+            images = on_device[rows.to(self.device)]
+        else:
+            images = to_device(split.images[rows], self.device)
+        return channels_last(self.data.normalise(images), self.device), to_device(split.labels[rows], self.device)
+
+    def _on_device(self, split: Split) -> Tensor | None:
+        """The GPU copy of the dataset's own splits, made on first use when it fits; None otherwise."""
+        if self.device.type != "cuda" or not any(split is s for s in (self.data.train, self.data.val, self.data.test)):
+            return None
+        if id(split) not in self._resident:
+            self._resident[id(split)] = (split, resident_copy(split.images, self.device))
+        return self._resident[id(split)][1]
 
     def fit(self, rows: Tensor, seed: int, model: Classifier | None = None,
             split: Split | None = None, sample_weight: Tensor | None = None) -> Classifier:
@@ -123,6 +143,7 @@ class Learner:
         steps = train_steps(n, s.batch_size, s.epochs, s.min_steps)
         mode = resolve_augment(s.augment, self.data.name)
         opt = torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        scaler = grad_scaler(self.device, s.precision)
         order_gen = torch.Generator().manual_seed(seed)
         augment_gen = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "augment"))
         model.train()
@@ -138,15 +159,16 @@ class Learner:
                     take = torch.cat([take, torch.randperm(n, generator=order_gen)[:1]])
                 x, y = self.batch(split, rows[take])
                 x = augment_batch(x, mode, augment_gen)
-                if getattr(model, "loss_module", None) is None:
-                    loss = F.cross_entropy(model(x), y, reduction="none")
-                    rank = None
-                else:
-                    logits, levels = model.forward_with_levels(x)
-                    loss = F.cross_entropy(logits, y, reduction="none")
-                    if step >= LOSS_DETACH_AFTER * steps:
-                        levels = [level.detach() for level in levels]
-                    rank = loss_ranking_loss(model.loss_module(levels), loss.detach())
+                with autocast(self.device, s.precision):  # the network only; losses from float logits
+                    if getattr(model, "loss_module", None) is None:
+                        loss = F.cross_entropy(model(x).float(), y, reduction="none")
+                        rank = None
+                    else:
+                        logits, levels = model.forward_with_levels(x)
+                        loss = F.cross_entropy(logits.float(), y, reduction="none")
+                        if step >= LOSS_DETACH_AFTER * steps:
+                            levels = [level.detach() for level in levels]
+                        rank = loss_ranking_loss(model.loss_module(levels).float(), loss.detach())
                 if sample_weight is not None:
                     loss = loss * sample_weight[take].to(self.device)
                 if rank is not None:  # added to the batch mean below: mean(loss) + lambda * rank
@@ -154,8 +176,9 @@ class Learner:
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(step, steps, s.lr, s.schedule)
                 opt.zero_grad(set_to_none=True)
-                loss.mean().backward()
-                opt.step()
+                scaler.scale(loss.mean()).backward()
+                scaler.step(opt)  # opt.step(), skipped when fp16 gradients overflowed
+                scaler.update()
         model.eval()
         return model
 
@@ -182,7 +205,7 @@ class Learner:
             return self.batch(split, batch_rows)[0]
 
         settings = dict(mc_samples=self.settings.mc_samples, batch_size=self.settings.eval_batch_size,
-                        seed=seed, device=self.device)
+                        seed=seed, device=self.device, precision=self.settings.precision)
         out = infer_pool(model, load, rows.cpu(), needs, **settings, aug_views=self.settings.aug_views,
                          augment=view_augment(self.settings.augment, self.data.name))
         if "labeled_embeddings" in needs and labeled_rows is not None:
@@ -251,7 +274,7 @@ def view_augment(mode: str, dataset: str) -> str:
 
 def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, mc_samples: int,
                batch_size: int, seed: int, device: torch.device, aug_views: int = 0,
-               augment: str = "shift") -> PoolOutputs:
+               augment: str = "shift", precision: str = "fp32") -> PoolOutputs:
     """PoolOutputs over ``rows``; ``load(rows) -> images on device``. Memory is bounded by the batch.
 
     When dropout lives only in the head (our models), MC samples resample just the head on the
@@ -263,6 +286,9 @@ def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, m
     ``aug_probs``: each batch's ``aug_views`` augmented views (mode ``augment``, drawn on the
     device from a generator seeded by ``seed``) go through the model in the same pass, eval mode,
     in forwards of at most ``batch_size`` rows. ``predicted_loss`` needs a model with a loss module.
+
+    ``precision`` bf16/fp16 autocasts the forwards; every output is float32 (softmaxes of float
+    logits), so candidates see the same dtypes at every precision.
     """
     want_mc = "mc_probs" in needs and mc_samples > 0
     want_emb = "embeddings" in needs
@@ -276,32 +302,33 @@ def infer_pool(model: nn.Module, load, rows: Tensor, needs: frozenset[str], *, m
     probs, mc, embs, heads, augs, losses = [], [], [], [], [], []
     mc_gen = torch.Generator(device=device).manual_seed(seed)  # the MC-dropout masks
     aug_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "aug-views"))
-    with training_flags_kept(model), torch.inference_mode(), dropout_generator(model, mc_gen):
+    with training_flags_kept(model), torch.inference_mode(), dropout_generator(model, mc_gen), \
+            autocast(device, precision):
         model.eval()
         for start in range(0, len(rows), batch_size):
             x = load(rows[start:start + batch_size])
             if want_loss:  # the same forward, with the intermediate levels the loss module reads
                 logits, levels = model.forward_with_levels(x)
                 emb = levels[-2]  # (B, D)
-                probs.append(logits.softmax(dim=1))
-                losses.append(model.loss_module(levels))
+                probs.append(logits.float().softmax(dim=1))
+                losses.append(model.loss_module(levels).float())
             elif isinstance(model, Classifier):
                 emb = model.embed(x)  # (B, D)
-                probs.append(model.head(emb).softmax(dim=1))
+                probs.append(model.head(emb).float().softmax(dim=1))
             else:
                 emb = None
-                probs.append(model(x).softmax(dim=1))
+                probs.append(model(x).float().softmax(dim=1))
             if want_emb:
-                embs.append(emb if emb is not None else model.embed(x))
+                embs.append((emb if emb is not None else model.embed(x)).float())
             if want_head:
-                heads.append(head_features(model, emb))
+                heads.append(head_features(model, emb).float())
             if want_mc:
                 with mc_dropout(model):
                     if head_only:  # one call: dropout draws independent masks for each of T copies
                         logits = model.head(emb.unsqueeze(0).expand(mc_samples, *emb.shape))  # (T, B, C)
                     else:  # forwards of at most batch_size rows (T copies of batch_size // T images)
                         logits = mc_full_passes(model, x, mc_samples, batch_size)
-                mc.append(logits.softmax(dim=2))
+                mc.append(logits.float().softmax(dim=2))
             if want_aug:
                 augs.append(augmented_view_probs(model, x, aug_views, batch_size, augment, aug_gen))
     n = len(rows)
@@ -329,7 +356,7 @@ def augmented_view_probs(model: nn.Module, x: Tensor, views: int, max_batch: int
     for start in range(0, len(x), per_chunk):
         chunk = x[start:start + per_chunk]
         copies = augment_batch(chunk.repeat(views, *(1,) * (chunk.dim() - 1)), mode, gen)  # (N_a * b, ...)
-        out.append(model(copies).softmax(dim=1).view(views, len(chunk), -1).transpose(0, 1))
+        out.append(model(copies).float().softmax(dim=1).view(views, len(chunk), -1).transpose(0, 1))
     return torch.cat(out)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import os
 from typing import Iterator
 
 import torch
@@ -60,3 +61,39 @@ def dropout_generator(model: nn.Module, gen: torch.Generator) -> Iterator[None]:
     finally:
         for layer in layers:
             del layer.forward
+
+
+#: cuBLAS's deterministic workspace setting (NVIDIA's documented value); torch refuses cuBLAS
+#: calls under deterministic algorithms without it.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+@contextlib.contextmanager
+def deterministic_mode(on: bool) -> Iterator[None]:
+    """Inside the block, torch runs only deterministic algorithms (``on``), or as it was set before.
+
+    On: cuDNN deterministic with autotuning off (the benchmark picks kernels by timing, so two
+    runs could differ), ``torch.use_deterministic_algorithms(True)`` without warn_only (an op with
+    no deterministic version raises instead of quietly varying), and CUBLAS_WORKSPACE_CONFIG set
+    unless the user set it. index_add_, scatter_add_ and cumsum, which this code uses, have
+    deterministic CUDA versions that torch selects under this flag; adaptive average pooling has
+    none, and ``autoal.accel.deterministic_pooling`` replaces it on CUDA. Off: the block changes
+    nothing. The previous settings (and the environment) are restored on exit, so a library
+    caller's process is left as it was.
+    """
+    if not on:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    env_before = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(True, warn_only=False)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
+        if env_before is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from autoal import runlog
-from autoal.config import (CONFIG_FIELDS, RunConfig, build_parser, check, default_run_dir, from_dict, resolve_config,
-                           validate_settings)
+from autoal.config import (CANDIDATE_FLAGS, CONFIG_FIELDS, RunConfig, build_parser, check, default_run_dir, from_dict,
+                           resolve_config, validate_settings)
 from autoal.errors import UserError
 
 log = logging.getLogger("autoal")
@@ -18,7 +18,7 @@ log = logging.getLogger("autoal")
 
 def resolve_run(args: Any) -> tuple[RunConfig, Path, bool]:
     """The config and run folder, and whether this is a ``--resume``."""
-    given = {k for k in vars(args) if k in CONFIG_FIELDS}
+    given = {k for k in vars(args) if k in CONFIG_FIELDS or k in CANDIDATE_FLAGS}  # e.g. --diversity-temperature
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / runlog.CONFIG).is_file():

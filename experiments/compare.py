@@ -10,7 +10,9 @@ the rest run. Then OUT/results.md, OUT/results.csv, OUT/curves.png and OUT/weigh
 
 A method may carry setting overrides after ``@``, as ``key=value`` pairs joined by ``+`` (``+``
 needs no shell quoting, unlike ``;``): ``autoal@search_mode=unrolled+epochs=20``. Its folder and
-table name is the sanitised spec, ``autoal-search_mode-unrolled-epochs-20``.
+table name is the sanitised spec, ``autoal-search_mode-unrolled-epochs-20``. A candidate's own
+parameters go after ``:`` (``diversity:T=0.1``, ``batchbald:samples=512,max_configs=1024``; folder
+``diversity-T-0.1``), before any ``@`` overrides: ``diversity:T=0.1@epochs=20``.
 
 Precedence of settings: RunConfig defaults < --config FILE < flags of this command < a method's
 overrides; the strategy and seed always come from --methods and --seeds.
@@ -30,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from autoal.config import (CONFIG_FIELDS, OneLineParser, RunConfig, check, config_differences, from_dict,
-                           read_config_file, to_dict, validate_settings)
+from autoal.config import (CONFIG_FIELDS, OneLineParser, RunConfig, apply_candidate_flags, check, config_differences,
+                           from_dict, read_config_file, to_dict, validate_settings)
 from autoal.errors import UserError
 from experiments import results as res
 
@@ -60,7 +62,7 @@ class MethodSpec:
 
 
 def sanitise(spec: str) -> str:
-    name = re.sub(r"[@=+]", "-", spec.strip())
+    name = re.sub(r"[@=+:,]", "-", spec.strip())
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
@@ -79,10 +81,20 @@ def parse_value(name: str, text: str) -> Any:
 
 
 def parse_method(spec: str, known: Sequence[str]) -> MethodSpec:
-    """``strategy[@key=value+key=value...]`` -> MethodSpec; UserError naming the problem otherwise."""
+    """``strategy[:param=value,...][@key=value+key=value...]`` -> MethodSpec; UserError naming the problem
+    otherwise. A candidate's parameters are checked (and written canonically) by the registry."""
     strategy, at, rest = spec.strip().partition("@")
-    if strategy not in known:
+    strategy = strategy.strip()
+    if strategy.partition(":")[0].strip() not in known:
         raise UserError(f"unknown method {strategy!r} in --methods; known: {', '.join(known)}")
+    if ":" in strategy:
+        from autoal.registry import get_candidate
+
+        try:
+            strategy = get_candidate(strategy).name
+        except KeyError:  # a search method (autoal, albl, selectal): its settings go after '@'
+            raise UserError(f"method {spec!r}: only a candidate takes parameters after ':'; give "
+                            f"{strategy.partition(':')[0]}'s settings after '@'") from None
     overrides: dict[str, Any] = {}
     for pair in filter(None, rest.split(OVERRIDE_SEP)):
         key, eq, text = pair.partition("=")
@@ -105,7 +117,9 @@ def parse_method(spec: str, known: Sequence[str]) -> MethodSpec:
 
 
 def parse_methods(text: str, known: Sequence[str]) -> list[MethodSpec]:
-    specs = [parse_method(s, known) for s in text.split(",") if s.strip()]
+    from autoal.registry import split_specs  # diversity:T=0.1,N=3 keeps its own commas
+
+    specs = [parse_method(s, known) for s in split_specs(text)]
     if not specs:
         raise UserError("--methods is empty; give a comma-separated list such as entropy,random")
     names = [s.name for s in specs]
@@ -159,8 +173,9 @@ def plan_runs(settings: dict[str, Any], methods: Sequence[MethodSpec], seeds: Se
     for method in methods:
         for seed in seeds:
             run_dir = (out / RUNS / res.run_dir_name(method.name, seed)).resolve()
-            merged = absolute_paths({**settings, **method.overrides})
-            cfg = check(RunConfig(**{**merged, "strategy": method.strategy, "seed": seed, "out": str(run_dir)}))
+            merged = absolute_paths({**settings, **method.overrides, "strategy": method.strategy})
+            merged = apply_candidate_flags(merged, strict=False)  # a config's diversity_temperature, where used
+            cfg = check(RunConfig(**{**merged, "seed": seed, "out": str(run_dir)}))
             plan.append(RunSpec(method.name, seed, cfg, run_dir))
     return plan
 
@@ -346,8 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every method x seed on one dataset (skipping finished runs, resuming killed ones), "
                     "then write results.md, results.csv, curves.png and weights.png into --out.")
     parser.add_argument("--methods", required=True,
-                        help="comma-separated strategies; overrides after '@' as key=value joined by '+', "
-                             "e.g. autoal,autoal@search_mode=unrolled,entropy,random")
+                        help="comma-separated strategies; a candidate's parameters after ':', overrides after "
+                             "'@' as key=value joined by '+', e.g. autoal,autoal@search_mode=unrolled,entropy,"
+                             "diversity:T=0.1,random")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds or ranges (default: 0,1,2)")
     parser.add_argument("--config", metavar="FILE", help="TOML/JSON run settings shared by every run "
                                                          "(the format of python -m autoal.train --config)")

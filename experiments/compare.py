@@ -95,6 +95,11 @@ def parse_method(spec: str, known: Sequence[str]) -> MethodSpec:
         except KeyError:  # a search method (autoal, albl, selectal): its settings go after '@'
             raise UserError(f"method {spec!r}: only a candidate takes parameters after ':'; give "
                             f"{strategy.partition(':')[0]}'s settings after '@'") from None
+        except UserError as exc:
+            raise UserError(f"method {spec!r}: {exc}") from None
+        # the canonical spec names the folder: diversity:T=0.10 and diversity:T=0.1 are one method,
+        # and diversity:T=0.5 (the default) is plain diversity
+        spec = strategy + (at + rest if at else "")
     overrides: dict[str, Any] = {}
     for pair in filter(None, rest.split(OVERRIDE_SEP)):
         key, eq, text = pair.partition("=")

@@ -1,0 +1,267 @@
+"""``--dataset folder:PATH``: a folder of PNG/JPEG/TIFF images as the pool, labeled or not.
+
+    PATH/                  images of any size, in subfolders too (names relative to PATH, with /)
+    PATH/labels.csv        optional: header file,label; the images already labeled (empty label = not yet)
+    PATH/classes.txt       optional: one class name per line (else: the labels' names, sorted)
+    PATH/test/             optional: images for evaluation, with test/labels.csv labeling every one
+                           (file names relative to test/); without it accuracy is not measured
+
+Every image is converted to ``size`` x ``size`` (squeezed, not cropped: a crop could cut away what
+matters) and to grey (1 channel) or RGB (3); 16-bit and float images are scaled by their own range.
+The decoded images are cached once in ``PATH/.autoal-cache/`` as an uncompressed .npy file, keyed by
+size, channels and the image files' names, sizes and modification times, and memory-mapped on
+every later load: a large folder is decoded once, not every round. Labels are not cached (editing
+labels.csv needs no decoding). Pool images without a label have label -1.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from autoal.data import ImageDataset, Split, channel_stats
+from autoal.errors import UserError
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+LABELS = "labels.csv"
+CLASSES = "classes.txt"
+TEST = "test"
+CACHE = ".autoal-cache"
+CACHE_VERSION = 1  # bump when decoding changes: old cache files are then never read
+#: The label a person gives to skip an image (autoal.oracle.SKIP): it cannot be a class name.
+RESERVED = "unsure"
+UNLABELED = -1
+
+
+@dataclass(frozen=True)
+class FolderDataset(ImageDataset):
+    """An ImageDataset that knows its class names and the file of each pool image."""
+
+    classes: tuple[str, ...]
+    root: str
+    pool_files: tuple[str, ...]  # relative to root, one per pool index
+
+    def files_digest(self) -> str:
+        """Identifies the pool's file list: a run refuses to continue on a folder whose pool changed."""
+        return hashlib.sha1("\n".join(self.pool_files).encode()).hexdigest()
+
+
+def load_folder(spec: str, size: int, channels: int) -> FolderDataset:
+    """``spec`` is PATH of ``folder:PATH``; ``channels`` 1, 3, or 0 (1 if every image is grey, else 3)."""
+    root = Path(spec).expanduser()
+    if not root.is_dir():
+        raise UserError(f"--dataset folder:{spec}: {root} is not a folder; give a folder of PNG/JPEG/TIFF images")
+    if not 8 <= size <= 1024:
+        raise UserError(f"--size {size}: folder images are resized to --size x --size; use 8 to 1024")
+    if channels not in (0, 1, 3):
+        raise UserError(f"--channels {channels}: use 1 (grey), 3 (RGB) or 0 (grey when every image is)")
+    pool_files = image_files(root, skip=(TEST,))
+    if not pool_files:
+        raise UserError(f"{root} holds no PNG/JPEG/TIFF images ({', '.join(EXTENSIONS)}); put the images to label there")
+    test_root = root / TEST
+    test_files = image_files(test_root) if test_root.is_dir() else []
+    pool_labels = read_labels_csv(root / LABELS, set(pool_files), required=False)
+    test_labels = read_labels_csv(test_root / LABELS, set(test_files), required=True) if test_files else {}
+    classes = class_names(root, [*pool_labels.values(), *test_labels.values()])
+    index = {c: k for k, c in enumerate(classes)}
+    for where, labels in ((root / LABELS, pool_labels), (test_root / LABELS, test_labels)):
+        for file, label in labels.items():
+            if label not in index:
+                raise UserError(f"{where}: {file} has label {label!r}, which is not in {root / CLASSES} "
+                                f"({', '.join(classes)}); fix the label or add the class")
+    paths = [root / f for f in pool_files] + [test_root / f for f in test_files]
+    if channels == 0:
+        channels = 1 if all(_is_grey(p) for p in paths) else 3
+    images = cached_images(root, paths, size, channels)  # (N_pool + N_test, C, H, W) uint8, memory-mapped
+    pool = Split(images[:len(pool_files)],
+                 torch.tensor([index[pool_labels[f]] if f in pool_labels else UNLABELED for f in pool_files]))
+    test = Split(images[len(pool_files):],
+                 torch.tensor([index[test_labels[f]] for f in test_files], dtype=torch.int64))
+    val = Split(pool.images[:0], pool.labels[:0])
+    mean, std = channel_stats(pool.images)
+    if not test_files:
+        log.info("%s has no test/ folder with labels: accuracy is not measured", root)
+    return FolderDataset(name=root.resolve().name, train=pool, val=val, test=test, n_classes=len(classes),
+                         mean=mean, std=std, classes=tuple(classes), root=str(root), pool_files=tuple(pool_files))
+
+
+def image_files(root: Path, skip: tuple[str, ...] = ()) -> list[str]:
+    """Image files under ``root`` (relative, with /, sorted); hidden folders and ``skip`` at the top left out."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        rel = Path(folder).relative_to(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (rel == Path(".") and d in skip))
+        found += [(rel / f).as_posix() for f in files if f.lower().endswith(EXTENSIONS) and not f.startswith(".")]
+    return sorted(found)
+
+
+def read_labels_csv(path: Path, files: set[str], required: bool) -> dict[str, str]:
+    """{file: class name} from a labels.csv (header file,label); empty labels are left out unless ``required``."""
+    if not path.is_file():
+        if required:
+            raise UserError(f"{path} is missing: the test images need a label each (header file,label)")
+        return {}
+    try:
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path} ({exc}); save it as UTF-8 text with the header file,label") from None
+    if not rows or [c.strip().lower() for c in rows[0]] != ["file", "label"]:
+        raise UserError(f"{path}: the first line must be the header file,label")
+    labels: dict[str, str] = {}
+    seen: set[str] = set()
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != 2:
+            raise UserError(f"{path} line {line}: expected 2 columns file,label, got {len(row)}")
+        file, label = row[0].strip().replace("\\", "/"), row[1].strip()
+        if file in seen:
+            raise UserError(f"{path} line {line}: {file} is listed twice; keep one row per image")
+        seen.add(file)
+        if file not in files:
+            raise UserError(f"{path} line {line}: no image {file} in {path.parent}; fix the name (relative to "
+                            f"{path.parent}, with /) or remove the row")
+        if label:
+            labels[file] = label
+        elif required:
+            raise UserError(f"{path} line {line}: {file} has no label; every test image needs one")
+    if required:
+        missing = sorted(files - set(labels))
+        if missing:
+            raise UserError(f"{path}: {len(missing)} test images have no row (first: {missing[0]}); "
+                            f"label every image of {path.parent}")
+    return labels
+
+
+def class_names(root: Path, labels: list[str]) -> list[str]:
+    """classes.txt when present (its order gives the class indices), else the labels' names sorted."""
+    path = root / CLASSES
+    if path.is_file():
+        try:
+            names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read {path} ({exc}); save it as UTF-8 text, one class name per line") from None
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise UserError(f"{path}: class {doubled[0]!r} is listed twice; list each class once")
+    else:
+        names = sorted(set(labels))
+    if any(n.casefold() == RESERVED for n in names):
+        raise UserError(f"{path if path.is_file() else root / LABELS}: {RESERVED!r} cannot be a class: it is the "
+                        f"label that skips an image; rename the class")
+    if len(names) < 2:
+        found = f"found {len(names)} ({', '.join(names)})" if names else "found none"
+        raise UserError(f"{root}: active learning needs at least 2 classes, {found}; write them one per line "
+                        f"into {path}, or label images of 2 classes in {root / LABELS}")
+    return names
+
+
+def open_as_8bit(path: Path):  # -> PIL.Image.Image in mode L or RGB
+    """The image at ``path`` as 8-bit grey (L) or RGB, upright (EXIF), at its own resolution."""
+    from PIL import Image, ImageOps
+
+    image = Image.open(path)
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # 16-bit / float: scale by the image's range
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+        return Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")
+    if image.mode in ("1", "L", "LA", "P") and not _palette_has_colour(image):
+        return image.convert("L")
+    return image.convert("RGB")
+
+
+def _palette_has_colour(image) -> bool:
+    if image.mode != "P":
+        return False
+    rgb = np.asarray(image.convert("RGB"))
+    return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
+
+
+def _is_grey(path: Path) -> bool:
+    """From the header alone where it can tell (no decoding); unreadable files fail here, by name."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.mode == "P":
+                return not _palette_has_colour(image)
+            return image.mode in ("1", "L", "LA", "I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+    except (OSError, ValueError) as exc:  # PIL.UnidentifiedImageError is an OSError
+        raise UserError(f"cannot read {path} as an image ({_reason(exc)}); replace or remove the file") from None
+
+
+def decode(path: Path, size: int, channels: int) -> np.ndarray:
+    """(C, size, size) uint8 of one file."""
+    from PIL import Image
+
+    try:
+        image = open_as_8bit(path)
+        image = image.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.LANCZOS)
+        array = np.asarray(image, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated files raise OSError on load; bad TIFF tags others
+        raise UserError(f"cannot read {path} as an image ({_reason(exc)}); replace or remove the file") from None
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def cache_key(paths: list[Path], size: int, channels: int) -> str:
+    """Changes when any file is added, removed, renamed, rewritten (size or mtime) or the conversion changes."""
+    digest = hashlib.sha1(f"v{CACHE_VERSION} size={size} channels={channels}\n".encode())
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def cached_images(root: Path, paths: list[Path], size: int, channels: int) -> torch.Tensor:
+    """(N, C, size, size) uint8 of ``paths``: from the cache when it is current, else decoded and cached.
+
+    The cache is written to a temp file and renamed, so a killed decode leaves no half cache; an
+    unwritable folder (read-only media) decodes into memory and says so.
+    """
+    cache = root / CACHE / f"images-{cache_key(paths, size, channels)}-{size}px-{channels}ch.npy"
+    if cache.is_file():
+        try:
+            array = np.load(cache, mmap_mode="c")  # copy-on-write: torch gets a writable view, pages load lazily
+            if array.shape == (len(paths), channels, size, size) and array.dtype == np.uint8:
+                return torch.from_numpy(array)
+        except (OSError, ValueError):
+            pass  # damaged cache: decode again
+        log.warning("ignoring the damaged cache %s", cache)
+    shape = (len(paths), channels, size, size)
+    try:
+        cache.parent.mkdir(exist_ok=True)
+        for old in cache.parent.glob(f"images-*-{size}px-{channels}ch.npy"):  # stale: the files changed since
+            old.unlink(missing_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp")
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    except OSError as exc:
+        log.warning("cannot cache the decoded images in %s (%s): decoding into memory every run", cache.parent,
+                    exc.strerror or exc)
+        return torch.from_numpy(np.stack([decode(p, size, channels) for p in paths]))
+    try:
+        log.info("decoding %d images of %s once (cache: %s)", len(paths), root, cache)
+        for i, path in enumerate(paths):
+            array[i] = decode(path, size, channels)
+        array.flush()
+        del array
+        os.replace(tmp, cache)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return torch.from_numpy(np.load(cache, mmap_mode="c"))

@@ -81,6 +81,12 @@ class RunConfig:
     mc_samples: int = _opt(20, "MC-dropout samples T for bald, var_ratio and mean_std")
     eval_batch_size: int = _opt(512, "batch size of pool inference and evaluation")
     device: str = _opt("auto", "auto (cuda when available), cpu, cuda or cuda:N")
+    precision: str = _opt("fp32", "autocast of training and inference forwards: fp32, bf16 (CPU or CUDA) or fp16 "
+                                  "(CUDA, with loss scaling); candidates always read float32 outputs",
+                          ("fp32", "bf16", "fp16"))
+    deterministic: bool = _opt(False, "deterministic algorithms only: cuDNN deterministic without autotuning, "
+                                      "torch.use_deterministic_algorithms (an op without a deterministic version "
+                                      "fails instead of varying) and CUBLAS_WORKSPACE_CONFIG; slower on CUDA")
     # --- AutoAL ---
     candidates: str = _opt(SEVEN, "comma-separated candidate pool AutoAL and ALBL choose from, each name once "
                                   "(SelectAL's strategies are fixed by the method: it checks the list all the same)")

@@ -24,7 +24,8 @@ from autoal.errors import UserError
 from autoal.learner import Learner, Progress, TrainSettings
 from autoal.models import resolve_backbone
 from autoal.registry import get_candidate, list_candidates
-from autoal.rng import derive_seed, generator
+from autoal.accel import peak_rss_mb
+from autoal.rng import derive_seed, deterministic_mode, generator
 from autoal.selectors import RoundContext, Selector, make_selector
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def make_learner(cfg: RunConfig, data: ImageDataset, device: torch.device,
                              batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                              dropout=cfg.dropout, min_steps=cfg.min_steps,
                              eval_batch_size=cfg.eval_batch_size, mc_samples=cfg.mc_samples,
-                             augment=cfg.augment, schedule=cfg.schedule,
+                             augment=cfg.augment, schedule=cfg.schedule, precision=cfg.precision,
                              loss_prediction="predicted_loss" in needs)
     return Learner(data, settings, device, progress)
 
@@ -129,7 +130,14 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
     ``on_round(record)`` is called after each checkpointed round, ``on_progress(phase, done, total)``
     during the task model's training and inference (the CLI draws both as progress bars).
     ``stop_after`` ends the call after that many rounds of this call (tests use it to simulate a kill).
+    ``cfg.deterministic`` holds for the whole call (``rng.deterministic_mode``), then is undone.
     """
+    with deterministic_mode(cfg.deterministic):
+        return _run(cfg, run_dir, on_round=on_round, data=data, stop_after=stop_after, on_progress=on_progress)
+
+
+def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], None] | None,
+         data: ImageDataset | None, stop_after: int | None, on_progress: Progress | None) -> dict[str, Any]:
     run_dir = Path(run_dir)
     data = data or load_dataset(cfg.dataset, cfg.data_root, cfg.size)
     n_pool = len(data.train)
@@ -193,6 +201,7 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
         if writer is not None:
             writer.close()
     summary = summarise(cfg, records)
+    log.info("%s: peak resident memory %.0f MiB", run_dir, summary["peak_rss_mb"])
     runlog.write_json(run_dir / runlog.SUMMARY, summary)
     return summary
 
@@ -280,4 +289,6 @@ def summarise(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
         "final_acc": accs[-1] if accs else None,
         "final_auc": records[-1]["auc"] if records else None,
         "total_seconds": round(sum(sum(r["seconds"].values()) for r in records), 3),
+        # of the process that wrote this summary (a resumed run: of the resuming process)
+        "peak_rss_mb": peak_rss_mb(),
     }

@@ -123,7 +123,7 @@ def _run_locked(cfg: RunConfig, run_dir: Path, data: Any, progress: bool) -> int
             if b is not None:
                 b.close()
     print(f"AUBC {_number(summary['aubc'])}  final acc {_number(summary['final_acc'])}  "
-          f"({summary['total_seconds']:.1f} s)")
+          f"({summary['total_seconds']:.1f} s, peak memory {summary['peak_rss_mb']:.0f} MiB)")
     print(f"results: {run_dir}/{runlog.ROUNDS}, {run_dir}/{runlog.SUMMARY}; "
           f"TensorBoard: tensorboard --logdir {run_dir}/{runlog.TENSORBOARD}")
     return 0

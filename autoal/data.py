@@ -175,16 +175,19 @@ def unpacked_npz(path: Path) -> Path:
     """
     stat = path.stat()
     entry_name = f"{path.name}-v{CACHE_VERSION}-{stat.st_size}-{stat.st_mtime_ns}-{stat.st_ino}"
+    refused = []  # why each folder could not take the cache
     for root in _cache_roots(path):
         entry = root / entry_name
         if entry.is_dir():
             return entry
         if not _may_write_in(root):
+            refused.append(f"{root}: read-only")
             continue
         try:
             root.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=root))
-        except OSError:  # a read-only data folder: try the next root
+        except OSError as exc:  # a read-only data folder: try the next root
+            refused.append(f"{root}: {exc.strerror or _first_line(exc)}")
             continue
         try:
             _unpack(path, tmp)
@@ -206,7 +209,7 @@ def unpacked_npz(path: Path) -> Path:
         _remove_stale(root, path.name, keep=entry)
         log.info("unpacked %s into %s (read memory-mapped from now on)", path, entry)
         return entry
-    raise UserError(f"cannot write an unpacked copy of {path} next to it or under {_user_cache_root()}; "
+    raise UserError(f"cannot write an unpacked copy of {path} ({'; '.join(refused)}); "
                     f"set {CACHE_ENV} to a writable folder")
 
 

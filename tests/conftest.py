@@ -16,6 +16,9 @@ from autoal.config import RunConfig
 from autoal.data import ImageDataset, Split, _assemble
 
 torch.set_num_threads(1)  # tests are many tiny ops: threads cost more than they give
+# Deterministic algorithms on for the whole session (and in every tiny_config run): an op without a
+# deterministic version fails a test here instead of making a GPU run vary.
+torch.use_deterministic_algorithms(True)
 
 
 def _install_planted_plugin() -> None:
@@ -78,7 +81,8 @@ def tiny_dataset() -> ImageDataset:
 def tiny_config(**overrides) -> RunConfig:
     """A run that takes a second or two: 64-sample pool, 2 rounds, few steps."""
     settings = dict(dataset="synthetic", strategy="entropy", init_size=8, budget=4, rounds=2, epochs=2,
-                    min_steps=10, batch_size=16, mc_samples=4, backbone="cnn", device="cpu", seed=0)
+                    min_steps=10, batch_size=16, mc_samples=4, backbone="cnn", device="cpu", seed=0,
+                    deterministic=True)
     settings.update(overrides)
     return RunConfig(**settings)
 

@@ -5,6 +5,13 @@ Round r (0..rounds): train the task model on the labeled set, evaluate it on the
 indices and label them from the ground truth. After every round the whole state (labeled mask,
 records, selector state, optionally the model) is checkpointed; every random choice derives from
 (seed, purpose, round), so a resumed run repeats exactly what an uninterrupted run would do.
+
+With ``oracle = "human"`` a person labels instead: after a round's selection the batch is written
+to RUN/queries/round-NNN/ (autoal.oracle), the round is checkpointed as pending and ``run``
+returns; the next call reads the labels, finishes that round and continues. Images skipped as
+``unsure`` go back to the pool but are left out of the very next query. When the pool has no labels
+at all (a folder without labels.csv), round 0 trains nothing: it asks for the seeded initial set,
+and the query rounds are 1..rounds.
 """
 
 from __future__ import annotations
@@ -17,16 +24,16 @@ from typing import Any, Callable
 
 import torch
 
-from autoal import runlog
+from autoal import oracle, runlog
 from autoal.config import RunConfig, config_differences, from_dict, to_dict
-from autoal.data import ImageDataset, load_dataset
+from autoal.data import ImageDataset, Split, load_dataset
 from autoal.errors import UserError
 from autoal.learner import Learner, Progress, TrainSettings
 from autoal.models import resolve_backbone
 from autoal.registry import get_candidate, list_candidates
 from autoal.accel import peak_rss_mb
 from autoal.rng import derive_seed, deterministic_mode, generator
-from autoal.selectors import RoundContext, Selector, make_selector
+from autoal.selectors import CandidateSelector, RoundContext, Selector, make_selector
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +111,38 @@ def make_checked_selector(cfg: RunConfig) -> Selector:
     """The run's selector, its settings checked: the CLI calls it before anything is written."""
     selector = make_selector(cfg.strategy, cfg)
     check_mc_samples(cfg.strategy, selector.needs, cfg.mc_samples)
+    check_oracle(cfg, selector)
     return selector
+
+
+def check_oracle(cfg: RunConfig, selector: Selector) -> None:
+    """A selector that learns from each batch's labels in the process that selected it (ALBL's reward)
+    cannot wait for a person across a restart: refused with the human oracle."""
+    if cfg.oracle == "human" and type(selector).after_labeling is not Selector.after_labeling:
+        raise UserError(f"--strategy {cfg.strategy} learns from each batch's labels in the process that chose "
+                        f"it, which a person's labeling interrupts; with --oracle human use autoal, selectal "
+                        f"or a single candidate")
+
+
+def check_pool_labels(cfg: RunConfig, data: ImageDataset) -> None:
+    """The simulated oracle answers from the stored labels: every pool image needs one."""
+    missing = int((data.train.labels < 0).sum())
+    if cfg.oracle == "simulated" and missing:
+        raise UserError(f"{missing} of {len(data.train)} images of {cfg.dataset} have no label in its labels.csv, "
+                        f"and the simulated oracle needs them all; let a person label: --oracle human")
+
+
+def first_labeled(cfg: RunConfig, data: ImageDataset) -> torch.Tensor | None:
+    """The initial labeled set; None when a person must label the seeded one first (an unlabeled folder).
+
+    The human oracle starts from the images a folder's labels.csv labels (all of them, whatever
+    --init-size says); on data whose every image has a label, and with the simulated oracle, it
+    is the seeded set of --init-size.
+    """
+    known = data.train.labels >= 0
+    if cfg.oracle == "simulated" or bool(known.all()):
+        return initial_labeled(len(data.train), cfg.init_size, cfg.seed)
+    return known.nonzero().squeeze(1) if bool(known.any()) else None
 
 
 def make_learner(cfg: RunConfig, data: ImageDataset, device: torch.device,
@@ -139,9 +177,12 @@ def run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], N
 def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], None] | None,
          data: ImageDataset | None, stop_after: int | None, on_progress: Progress | None) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    data = data or load_dataset(cfg.dataset, cfg.data_root, cfg.size)
+    data = data or load_dataset(cfg.dataset, cfg.data_root, cfg.size, cfg.channels)
     n_pool = len(data.train)
     check_sizes(cfg, n_pool)
+    check_pool_labels(cfg, data)
+    if cfg.oracle == "human":  # a private copy of the pool labels: the person's labels go into it
+        data = replace(data, train=Split(data.train.images, data.train.labels.clone()))
     device = resolve_device(cfg.device)
     cfg = resolve_models(cfg, device)
     selector = make_checked_selector(cfg)
@@ -162,15 +203,38 @@ def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], 
     runlog.write_json(run_dir / runlog.CONFIG, to_dict(cfg))
     if state is None:
         labeled = torch.zeros(n_pool, dtype=torch.bool)
-        labeled[initial_labeled(n_pool, cfg.init_size, cfg.seed)] = True
+        initial = first_labeled(cfg, data)
+        if initial is not None:
+            labeled[initial] = True
         state = {"version": CHECKPOINT_VERSION, "next_round": 0, "labeled": labeled, "records": [],
                  "selector": selector.state_dict(), "model": None,
                  "config": to_dict(cfg)}  # what the checkpoint was computed with: checked on resume
+        if hasattr(data, "files_digest"):  # a folder: its pool must not change under the run
+            state["pool_files"] = data.files_digest()
+        if cfg.oracle == "human":
+            state["human"] = {"labels": torch.full((n_pool,), -1, dtype=torch.int64), "skipped": [],
+                              "pending": None, "asks_initial": initial is None}
     else:
         selector.load_state_dict(state["selector"])
         log.info("resuming %s at round %d", run_dir, state["next_round"])
+    if state.get("pool_files") not in (None, getattr(data, "files_digest", lambda: None)()):
+        raise UserError(f"the images of {cfg.dataset} were added, removed or renamed since this run started, so "
+                        f"its pool indices no longer name the same images; restore the folder or start a new run")
     labeled: torch.Tensor = state["labeled"]
     records: list[dict[str, Any]] = state["records"]
+    human: dict[str, Any] | None = state.get("human")
+    last = cfg.rounds + (1 if human is not None and human["asks_initial"] else 0)  # the round without a query
+    pending_labels = int(labeled.sum()) if human is not None and human["pending"] is not None else None
+    if human is not None:
+        _apply_person_labels(data, human["labels"])
+        if human["pending"] is not None:  # labels read and checked before anything changes: errors lose nothing
+            record = _finish_pending(run_dir, human, labeled, data)
+            records.append(record)
+            state.update(next_round=human["pending"]["round"] + 1)
+            human["pending"] = None
+            runlog.save_checkpoint(run_dir, state)
+            if on_round:
+                on_round(record)
     runlog.write_rounds(run_dir, records)  # drop any record written after the last checkpoint
 
     from torch.utils.tensorboard import SummaryWriter
@@ -180,14 +244,23 @@ def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], 
     # step is the current label count, also before the first checkpoint). A finished run has no
     # next round: the label count is its last round's step, which a purge would drop, so it gets
     # no writer at all (nothing to log; the summary below is rewritten).
-    finished = state["next_round"] > cfg.rounds
-    writer = None if finished else SummaryWriter(str(run_dir / runlog.TENSORBOARD), purge_step=int(labeled.sum()))
+    # A finished pending round logged its events before it paused, at its label count: they stay.
+    finished = state["next_round"] > last
+    purge_step = int(labeled.sum()) if pending_labels is None else pending_labels + 1
+    writer = None if finished else SummaryWriter(str(run_dir / runlog.TENSORBOARD), purge_step=purge_step)
     done_this_call = 0
     try:
-        for r in range(state["next_round"], cfg.rounds + 1):
+        for r in range(state["next_round"], last + 1):
             if stop_after is not None and done_this_call >= stop_after:
                 return {}
-            record, model_state = _round(cfg, r, learner, selector, labeled, state.get("model"), writer)
+            if human is not None and human["asks_initial"] and r == 0:
+                record, model_state, query = _initial_request(cfg, n_pool)
+            else:
+                excluded = torch.tensor(human["skipped"], dtype=torch.long) if human is not None else None
+                record, model_state, query = _round(cfg, r, learner, selector, labeled, state.get("model"), writer,
+                                                    query=r < last, excluded=excluded)
+            if query is not None:  # the human oracle: write the batch, checkpoint it as pending, return
+                return _pause(run_dir, state, r, record, model_state, query, selector, learner.data, writer)
             records.append(record)
             state.update(next_round=r + 1, selector=selector.state_dict(), model=model_state)
             _log_round(writer, record)
@@ -207,8 +280,14 @@ def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], 
 
 
 def _round(cfg: RunConfig, r: int, learner: Learner, selector: Selector, labeled: torch.Tensor,
-           model_state: dict | None, writer: Any) -> tuple[dict[str, Any], dict | None]:
-    """One round; mutates ``labeled`` by the queried indices. Returns the record and the model to keep."""
+           model_state: dict | None, writer: Any, *, query: bool, excluded: torch.Tensor | None = None,
+           ) -> tuple[dict[str, Any], dict | None, dict[str, Any] | None]:
+    """One round; with the simulated oracle it mutates ``labeled`` by the queried indices.
+
+    Returns the record, the model to keep and, with the human oracle, the query a person is to label
+    (picks, the model's probabilities on them, per-pick strategy shares). ``excluded`` pool indices
+    (last round's skipped images) are left out of this round's query.
+    """
     seconds: dict[str, float] = {}
     labeled_idx = labeled.nonzero().squeeze(1)
     n_labels = len(labeled_idx)
@@ -222,13 +301,18 @@ def _round(cfg: RunConfig, r: int, learner: Learner, selector: Selector, labeled
     seconds["train"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    acc, auc = learner.evaluate(model)
+    measured = len(learner.data.test) > 0  # a folder without test/ has no test split
+    acc, auc = learner.evaluate(model) if measured else (float("nan"), float("nan"))
     seconds["evaluate"] = time.perf_counter() - tick
 
     queried: list[int] = []
     info: dict[str, Any] = {}
-    if r < cfg.rounds:
-        unlabeled = (~labeled).nonzero().squeeze(1)
+    asked = None
+    if query:
+        available = ~labeled
+        if excluded is not None:
+            available[excluded] = False
+        unlabeled = available.nonzero().squeeze(1)
         tick = time.perf_counter()
         outputs = learner.infer(model, unlabeled, selector.needs, seed=derive_seed(cfg.seed, "infer", r),
                                 labeled_rows=labeled_idx)  # core-set's centres, when a candidate needs them
@@ -242,20 +326,75 @@ def _round(cfg: RunConfig, r: int, learner: Learner, selector: Selector, labeled
         selection = selector.select(ctx)
         picks = _validated(selection.indices, labeled, cfg.budget, selector.name)
         seconds["select"] = time.perf_counter() - tick
+        shares = selection.info.pop("pick_contributions", None)  # per pick: for the person, not the record
         info.update(selection.info)
-        labeled[picks] = True  # the simulated oracle: labels come from the ground truth
-        info.update(selector.after_labeling(ctx, picks, learner.data.train.labels[picks]))
+        if cfg.oracle == "human":  # a person labels them once this process has exited
+            if shares is None and isinstance(selector, CandidateSelector):
+                shares = [{selector.name: 1.0}] * len(picks)
+            probs = outputs.probs[torch.searchsorted(unlabeled, picks)].cpu() if outputs.probs is not None else None
+            asked = {"picks": picks, "probs": probs, "contributions": shares}
+        else:
+            labeled[picks] = True  # the simulated oracle: labels come from the ground truth
+            info.update(selector.after_labeling(ctx, picks, learner.data.train.labels[picks]))
         queried = picks.tolist()
 
     record = {"round": r, "labels": n_labels, "acc": acc, "auc": auc,
               "seconds": {k: round(v, 4) for k, v in seconds.items()}, "queried": queried}
-    if auc != auc:  # NaN: rounds.jsonl writes null, and says why
+    if not measured:
+        record[runlog.WHY_NULL] = {k: NOT_MEASURED for k in ("acc", "auc")}
+    elif auc != auc:  # NaN: rounds.jsonl writes null, and says why
         record[runlog.WHY_NULL] = {"auc": "undefined: the test split lacks a class with both positives and "
                                           "negatives for a one-vs-rest ROC curve"}
     if info:
         record["selector"] = info
     keep = {k: v.detach().cpu() for k, v in model.state_dict().items()} if cfg.warm_start else None
-    return record, keep
+    return record, keep, asked
+
+
+NOT_MEASURED = "accuracy is not measured: the dataset has no test split (add PATH/test/ with its labels.csv)"
+
+
+def _initial_request(cfg: RunConfig, n_pool: int) -> tuple[dict[str, Any], None, dict[str, Any]]:
+    """Round 0 of a run whose pool has no labels: no model yet, a person labels the seeded initial set."""
+    picks = initial_labeled(n_pool, cfg.init_size, cfg.seed)
+    why = "no model yet: round 0 asks a person to label the seeded initial set"
+    record = {"round": 0, "labels": 0, "acc": float("nan"), "auc": float("nan"), "seconds": {},
+              "queried": picks.tolist(), runlog.WHY_NULL: {"acc": why, "auc": why}}
+    return record, None, {"picks": picks, "probs": None, "contributions": None}
+
+
+def _pause(run_dir: Path, state: dict[str, Any], r: int, record: dict[str, Any], model_state: dict | None,
+           query: dict[str, Any], selector: Selector, data: ImageDataset, writer: Any) -> dict[str, Any]:
+    """Write round ``r``'s batch, then checkpoint the round as pending (next_round stays ``r``).
+
+    The batch is written first: a kill before the checkpoint redoes the round, which picks the same
+    images (and keeps a labels.csv a person may have started)."""
+    _log_round(writer, record)
+    writer.flush()
+    batch = oracle.write_round_batch(run_dir, r, data, query["picks"], query["probs"], query["contributions"])
+    state.update(selector=selector.state_dict(), model=model_state)
+    state["human"]["pending"] = {"round": r, "picks": query["picks"].clone(), "record": record}
+    runlog.save_checkpoint(run_dir, state)
+    return {"pending": str(batch), "round": r, "n_images": len(query["picks"]), "record": record}
+
+
+def _apply_person_labels(data: ImageDataset, labels: torch.Tensor) -> None:
+    """The labels a person gave (-1: none) into the run's private copy of the pool labels."""
+    given = labels >= 0
+    data.train.labels[given] = labels[given]
+
+
+def _finish_pending(run_dir: Path, human: dict[str, Any], labeled: torch.Tensor, data: ImageDataset) -> dict[str, Any]:
+    """The pending round's record, after its labels are read and set (UserError before any change)."""
+    pending = human["pending"]
+    labels, skipped = oracle.collect_labels(run_dir, pending["round"], pending["picks"].tolist(),
+                                            oracle.class_names(data))
+    rows = torch.tensor(sorted(labels), dtype=torch.long)
+    human["labels"][rows] = torch.tensor([labels[int(i)] for i in rows], dtype=torch.int64)
+    _apply_person_labels(data, human["labels"])
+    labeled[rows] = True
+    human["skipped"] = skipped  # left out of the next query, then back in the pool
+    return {**pending["record"], "skipped": skipped}
 
 
 def _validated(indices: torch.Tensor, labeled: torch.Tensor, budget: int, name: str) -> torch.Tensor:
@@ -270,8 +409,9 @@ def _validated(indices: torch.Tensor, labeled: torch.Tensor, budget: int, name: 
 
 def _log_round(writer: Any, record: dict[str, Any]) -> None:
     step = record["labels"]
-    writer.add_scalar("test/acc", record["acc"], step)
-    writer.add_scalar("test/auc", record["auc"], step)
+    if record["acc"] == record["acc"]:  # NaN: not measured (no test split, or no model yet)
+        writer.add_scalar("test/acc", record["acc"], step)
+        writer.add_scalar("test/auc", record["auc"], step)
     for phase, secs in record["seconds"].items():
         writer.add_scalar(f"seconds/{phase}", secs, step)
     for key, value in record.get("selector", {}).items():
@@ -282,10 +422,11 @@ def _log_round(writer: Any, record: dict[str, Any]) -> None:
 def summarise(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
     labels = [r["labels"] for r in records]
     accs = [r["acc"] for r in records]
+    measured = [(n, a) for n, a in zip(labels, accs) if a == a]  # rounds without a model or a test split: none
     return {
         "dataset": cfg.dataset, "strategy": cfg.strategy, "seed": cfg.seed,
         "query_rounds": max(len(records) - 1, 0), "labels": labels, "acc": accs,
-        "aubc": runlog.aubc(labels, accs),
+        "aubc": runlog.aubc([n for n, _ in measured], [a for _, a in measured]),
         "final_acc": accs[-1] if accs else None,
         "final_auc": records[-1]["auc"] if records else None,
         "total_seconds": round(sum(sum(r["seconds"].values()) for r in records), 3),

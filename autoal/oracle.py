@@ -306,3 +306,36 @@ def next_steps(run_dir: Path, batch: Path, n_images: int) -> str:
             f"or label {batch / TASKS_JSON} in Label Studio (interface: {batch / LABEL_CONFIG}) and save its "
             f"JSON export as {batch / EXPORT_JSON}\n"
             f"then continue:                python -m autoal.train --resume {run_dir}")
+
+
+# --- what the loop calls ----------------------------------------------------------------------
+
+def class_names(data: Any) -> list[str]:
+    """The dataset's class names (a folder's), else the class indices as text."""
+    return list(getattr(data, "classes", None) or [str(k) for k in range(data.n_classes)])
+
+
+def write_round_batch(run_dir: Path, round_: int, data: Any, picks: Sequence[int], probs: Any,
+                      contributions: Sequence[dict[str, float]] | None) -> Path:
+    """The batch of pool indices ``picks`` of ``data`` (an ImageDataset; a FolderDataset's originals shown)."""
+    picks = [int(p) for p in picks]
+    images = data.train.images[picks].numpy().transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
+    files = getattr(data, "pool_files", None)
+    sources = [files[p] for p in picks] if files else None
+    return write_query_batch(run_dir, round_, class_names(data), images, picks,
+                             None if probs is None else np.asarray(probs, dtype=np.float64), contributions,
+                             sources, source_root=Path(data.root) if files else None)
+
+
+def collect_labels(run_dir: Path, round_: int, picks: Sequence[int],
+                   classes: Sequence[str]) -> tuple[dict[int, int], list[int]]:
+    """The person's labels of the pending batch of ``round_``, checked against the picks it was made of."""
+    batch = batch_folder(run_dir, round_)
+    if not (batch / BATCH_JSON).is_file():
+        raise UserError(f"the batch of round {round_} is missing ({batch / BATCH_JSON}); restore the folder "
+                        f"{batch} from a backup: the run waits for the labels of its images")
+    labels, skipped = read_labels(batch, classes)
+    if sorted([*labels, *skipped]) != sorted(int(p) for p in picks):
+        raise UserError(f"{batch / BATCH_JSON} lists other images than round {round_} queried (pool_index edited?); "
+                        f"restore the file: only {LABELS_CSV} is yours to edit")
+    return labels, skipped

@@ -67,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(cfg: RunConfig, run_dir: Path, resuming: bool, progress: bool) -> int:
     from autoal.data import load_dataset
-    from autoal.loop import check_sizes, make_checked_selector, resolve_device  # heavy: after the arguments
+    from autoal.loop import check_pool_labels, check_sizes, make_checked_selector, resolve_device  # heavy
 
-    data = load_dataset(cfg.dataset, cfg.data_root, cfg.size)  # bad data fails before anything is written
+    data = load_dataset(cfg.dataset, cfg.data_root, cfg.size, cfg.channels)  # bad data fails before anything is written
     check_sizes(cfg, len(data.train))
+    check_pool_labels(cfg, data)
     resolve_device(cfg.device)
     make_checked_selector(cfg)  # its settings too (--candidates, --mc-samples for MC strategies)
     created = not run_dir.exists()
@@ -109,7 +110,7 @@ def _run_locked(cfg: RunConfig, run_dir: Path, data: Any, progress: bool) -> int
 
     def on_round(record: dict[str, Any]) -> None:
         line = (f"round {record['round']:>3}  labels {record['labels']:>6}  "
-                f"test acc {record['acc']:.4f}  auc {_number(record['auc'])}")
+                f"test acc {_number(record['acc'])}  auc {_number(record['auc'])}")
         if bar is not None:
             bar.update(1)
             bar.write(line)
@@ -122,6 +123,14 @@ def _run_locked(cfg: RunConfig, run_dir: Path, data: Any, progress: bool) -> int
         for b in (step_bar, bar):
             if b is not None:
                 b.close()
+    if "pending" in summary:  # the human oracle: a batch waits for a person; this run is paused, not failed
+        from autoal.oracle import next_steps
+
+        record = summary["record"]
+        print(f"round {record['round']:>3}  labels {record['labels']:>6}  test acc {_number(record['acc'])}  "
+              f"auc {_number(record['auc'])}  (paused for labels)")
+        print(next_steps(run_dir, Path(summary["pending"]), summary["n_images"]), flush=True)
+        return 0
     print(f"AUBC {_number(summary['aubc'])}  final acc {_number(summary['final_acc'])}  "
           f"({summary['total_seconds']:.1f} s, peak memory {summary['peak_rss_mb']:.0f} MiB)")
     print(f"results: {run_dir}/{runlog.ROUNDS}, {run_dir}/{runlog.SUMMARY}; "

@@ -72,26 +72,47 @@ class BatchItem:
     contributions: dict[str, float]  # strategy -> share of the choice
 
 
-def find_batch_dir(run_dir: Path, round_number: int | None = None) -> Path:
-    """The folder of the batch to label: ``--round N`` if given, else the pending one.
+def find_batch_dir(run_dir: Path, round_number: int | None = None) -> tuple[Path, bool]:
+    """(the folder of the batch to label, whether the run has already read its labels).
 
-    Pending = the highest-numbered ``queries/round-NNN/`` holding a batch.json: the run writes a new
-    batch only after it has read the previous one, so the newest is the one waiting for answers.
+    Without ``round_number``, the batch the run waits for: the checkpoint's pending round, else a batch
+    written after the checkpoint's last finished round (a run killed between writing its batch and
+    saving the round redoes it with the same images and keeps labels.csv, so answers given now count).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a folder; give the run folder that --oracle human wrote")
     rounds = _round_dirs(run_dir / QUERIES)
+    waiting = _waiting_round(run_dir, rounds)
     if round_number is not None:
         if round_number not in rounds:
             known = ", ".join(str(r) for r in sorted(rounds)) or "none"
             raise UserError(f"{run_dir} has no query batch for round {round_number} (batches: {known}); "
                             f"drop --round to label the pending one")
-        return rounds[round_number]
+        return rounds[round_number], round_number != waiting
     if not rounds:
         raise UserError(f"{run_dir} has no pending query batch (no {QUERIES}/round-NNN/{BATCH_JSON}); "
                         f"start the run with --oracle human, which writes one and stops")
-    return rounds[max(rounds)]
+    if waiting is None:
+        raise UserError(f"{run_dir} has no pending query batch: the run has read every batch it wrote (the "
+                        f"last: {rounds[max(rounds)].name}); continue it with python -m autoal.train --resume "
+                        f"{run_dir}, or look at an earlier batch with --round N")
+    if waiting not in rounds:
+        raise UserError(f"the run waits for the labels of round {waiting}, but {QUERIES}/round-{waiting:03d}/"
+                        f"{BATCH_JSON} is missing; restore that folder from a backup")
+    return rounds[waiting], False
+
+
+def _waiting_round(run_dir: Path, rounds: dict[int, Path]) -> int | None:
+    state = runlog.load_checkpoint(run_dir)
+    if state is None:  # killed before the first round was saved: every batch is unread
+        unread = list(rounds)
+    else:
+        pending = (state.get("human") or {}).get("pending")
+        if pending is not None:
+            return int(pending["round"])
+        unread = [r for r in rounds if r >= int(state["next_round"])]
+    return max(unread) if unread else None
 
 
 def _round_dirs(queries: Path) -> dict[int, Path]:
@@ -160,25 +181,27 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
 
 
-def read_labels(path: Path, files: list[str], allowed: set[str]) -> dict[str, str]:
+def read_labels(path: Path, files: list[str], classes: list[str]) -> dict[str, str]:
     """file -> label ('' = not answered yet) from labels.csv; a malformed file is a UserError.
 
-    A missing file means nothing is answered yet. The CSV must hold each batch file once, with a label
-    that is empty, a class or 'unsure'; a spreadsheet's byte-order mark is accepted.
+    Read as ``--resume`` reads it (autoal.oracle): a spreadsheet's byte-order mark and blank lines are
+    fine, class names are matched case-insensitively (and returned as batch.json spells them). A
+    missing file, or a missing row, means not answered yet.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         return {f: "" for f in files}
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path} ({exc}); restore it, or delete it to start the batch afresh") from None
+        raise UserError(f"cannot read {path} ({exc}); save it as UTF-8 text with the header file,label") from None
     rows = list(csv.reader(io.StringIO(text)))
-    if not rows or [c.strip() for c in rows[0]] != ["file", "label"]:
+    if not rows or [c.strip().lower() for c in rows[0]] != ["file", "label"]:
         raise UserError(f"{path}: the first line is not the header 'file,label'; restore the header")
+    canonical = {c.casefold(): c for c in [*classes, UNSURE]}
     labels: dict[str, str] = {}
     for line, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
+        if not any(cell.strip() for cell in row):
+            continue  # a blank line a spreadsheet left at the end
         if len(row) != 2:
             raise UserError(f"{path} line {line}: {len(row)} fields, not 2 (file,label); fix that line")
         file, label = row[0].strip(), row[1].strip()
@@ -187,10 +210,10 @@ def read_labels(path: Path, files: list[str], allowed: set[str]) -> dict[str, st
                             f"restore the file name (the batch's images are in {path.parent / 'images'})")
         if file in labels:
             raise UserError(f"{path} line {line}: {file} is listed twice; delete one of the lines")
-        if label and label not in allowed:
+        if label and label.casefold() not in canonical:
             raise UserError(f"{path} line {line}: {label!r} is not a class of this batch "
-                            f"({', '.join(sorted(allowed))}); correct it or empty the cell")
-        labels[file] = label
+                            f"({', '.join(classes)}, or {UNSURE}); correct it or empty the cell")
+        labels[file] = canonical[label.casefold()] if label else ""
     return {f: labels.get(f, "") for f in files}
 
 
@@ -210,8 +233,9 @@ class LabelBatch:
     by a stale copy. Undo is a history of (file, previous label) kept for the life of the server.
     """
 
-    def __init__(self, batch_dir: Path, run_dir: Path | None = None) -> None:
+    def __init__(self, batch_dir: Path, run_dir: Path | None = None, already_read: bool = False) -> None:
         self.dir = Path(batch_dir)
+        self.already_read = already_read  # the run has used these labels: changes are kept, not read
         self.run_dir = Path(run_dir) if run_dir is not None else self.dir.parent.parent
         self.round, self.classes, self.items = parse_batch(runlog.read_json(self.dir / BATCH_JSON),
                                                            self.dir / BATCH_JSON)
@@ -221,7 +245,7 @@ class LabelBatch:
         self.image_paths = self._image_paths()
         self._lock = threading.Lock()
         self._history: list[tuple[str, str]] = []
-        read_labels(self.labels_path, self.files, self.allowed)  # a malformed file fails at start, not per click
+        read_labels(self.labels_path, self.files, self.classes)  # a malformed file fails at start, not per click
 
     def _image_paths(self) -> dict[str, Path]:
         """URL path -> image file, for each item; an image that is missing or leads out of the batch
@@ -241,7 +265,7 @@ class LabelBatch:
 
     def labels(self) -> dict[str, str]:
         with self._lock:
-            return read_labels(self.labels_path, self.files, self.allowed)
+            return read_labels(self.labels_path, self.files, self.classes)
 
     def set_label(self, file: str, label: str) -> None:
         """Record ``label`` ('' clears it) for ``file``; unknown files and labels are a ValueError."""
@@ -250,7 +274,7 @@ class LabelBatch:
         if label and label not in self.allowed:
             raise ValueError(f"{label!r} is not a class of this batch, nor '{UNSURE}'")
         with self._lock:
-            labels = read_labels(self.labels_path, self.files, self.allowed)
+            labels = read_labels(self.labels_path, self.files, self.classes)
             if labels[file] == label:
                 return
             self._history.append((file, labels[file]))
@@ -263,7 +287,7 @@ class LabelBatch:
             if not self._history:
                 return None
             file, previous = self._history.pop()
-            labels = read_labels(self.labels_path, self.files, self.allowed)
+            labels = read_labels(self.labels_path, self.files, self.classes)
             labels[file] = previous
             runlog.atomic_write_bytes(self.labels_path, labels_csv_bytes(self.files, labels))
             return file
@@ -283,6 +307,7 @@ class LabelBatch:
             "done": done,
             "total": len(self.files),
             "can_undo": can_undo,
+            "already_read": self.already_read,
             "items": [{"file": item.file, "url": "/" + quote(item.file), "label": labels[item.file],
                        "source": item.source, "pool_index": item.pool_index, "prediction": item.prediction,
                        "contributions": item.contributions} for item in self.items],
@@ -494,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_server(run_dir: Path, host: str, port: int, round_number: int | None = None) -> LabelServer:
-    batch = LabelBatch(find_batch_dir(run_dir, round_number), run_dir)
+    batch_dir, already_read = find_batch_dir(run_dir, round_number)
+    batch = LabelBatch(batch_dir, run_dir, already_read)
     if not 0 <= port <= 65535:
         raise UserError(f"--port {port} is not a port; give 1-65535, or 0 for any free one")
     try:
@@ -517,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
                 batch = server.batch
                 print(f"Labeling round {batch.round}: {len(batch.files)} images, answers saved to "
                       f"{batch.labels_path}")
+                if batch.already_read:
+                    print(f"note: the run has already read round {batch.round}'s labels; changes made now are "
+                          f"saved to the file but not used", file=sys.stderr)
+                if (batch.dir / "export.json").is_file():
+                    print(f"note: {batch.dir / 'export.json'} (a Label Studio export) is read with labels.csv on "
+                          f"--resume; where both give a label they must agree", file=sys.stderr)
                 if args.host not in LOOPBACK:
                     print(f"warning: serving on {args.host}: anyone who can reach this computer can see "
                           f"the images and change the labels", file=sys.stderr)

@@ -15,9 +15,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from autoal import label
+from autoal import label, oracle, runlog
 from autoal.errors import UserError
 
 CLASSES = ["benign", "malignant", "normal"]
@@ -25,29 +24,31 @@ SECRET = b"SECRET-CHECKPOINT-BYTES"
 
 
 def write_batch(run_dir: Path, round_number: int = 1, n: int = 5, classes: list[str] = CLASSES) -> Path:
-    """A query batch in the folder contract (RUN/queries/round-NNN/: images, labels.csv, batch.json)."""
-    batch_dir = run_dir / "queries" / f"round-{round_number:03d}"
-    (batch_dir / "images").mkdir(parents=True)
+    """A query batch as the human oracle writes it (RUN/queries/round-NNN/: images, labels.csv, batch.json)."""
     rng = np.random.default_rng(round_number)
-    items = []
-    for i in range(n):
-        file = f"images/{i:04d}.png"
-        Image.fromarray(rng.integers(0, 256, size=(28, 28), dtype=np.uint8)).save(batch_dir / file)
-        items.append({"file": file, "pool_index": 100 + i, "source": f"slide-{i}.tif",
-                      "prediction": {"label": classes[i % len(classes)], "prob": 0.5 + i / 20},
-                      "contributions": {"margin": 0.7, "kmeans": 0.3}})
-    (batch_dir / "batch.json").write_text(json.dumps({"round": round_number, "classes": classes, "items": items}))
-    (batch_dir / "labels.csv").write_text("file,label\n" + "".join(f"{it['file']},\n" for it in items))
-    return batch_dir
+    top = 0.5 + np.arange(n) / 20  # image i: the model says classes[i % C] with 0.5 + i/20
+    probs = np.repeat(((1 - top) / (len(classes) - 1))[:, None], len(classes), axis=1)
+    probs[np.arange(n), np.arange(n) % len(classes)] = top
+    return oracle.write_query_batch(
+        run_dir, round=round_number, classes=classes, images_uint8=rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        pool_indices=[100 + i for i in range(n)], predictions=probs,
+        contributions=[{"margin": 0.7, "kmeans": 0.3}] * n, sources=[f"slide-{i}.tif" for i in range(n)])
+
+
+def save_checkpoint(run_dir: Path, next_round: int, pending_round: int | None) -> None:
+    """The two entries of the run's checkpoint the page reads (loop.py writes many more)."""
+    pending = None if pending_round is None else {"round": pending_round}
+    runlog.save_checkpoint(run_dir, {"next_round": next_round, "human": {"pending": pending},
+                                     "secret": SECRET.decode()})  # what a traversal would be after
 
 
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "checkpoint.pt").write_bytes(SECRET)  # what a traversal would be after
     (tmp_path / "outside.png").write_bytes(SECRET)
     write_batch(run)
+    save_checkpoint(run, next_round=1, pending_round=1)
     return run
 
 
@@ -306,17 +307,37 @@ def test_batch_json_naming_a_file_outside_images_is_refused(run_dir: Path) -> No
 
 # --- which batch, and bad folders ------------------------------------------------------------------
 
-def test_the_pending_batch_is_the_newest_and_round_picks_another(run_dir: Path) -> None:
-    write_batch(run_dir, round_number=2, n=3)
-    assert label.find_batch_dir(run_dir).name == "round-002"
-    assert label.find_batch_dir(run_dir, 1).name == "round-001"
+def test_the_batch_served_is_the_one_the_run_waits_for(run_dir: Path) -> None:
+    write_batch(run_dir, round_number=2, n=3)  # newer, but the checkpoint waits for round 1
+    assert label.find_batch_dir(run_dir) == (run_dir / "queries" / "round-001", False)
+    save_checkpoint(run_dir, next_round=2, pending_round=None)  # round 1 read; killed before round 2 was saved
+    assert label.find_batch_dir(run_dir) == (run_dir / "queries" / "round-002", False)
+    save_checkpoint(run_dir, next_round=2, pending_round=2)
+    assert label.find_batch_dir(run_dir) == (run_dir / "queries" / "round-002", False)
+    (run_dir / "checkpoint.pt").unlink()  # killed before the first round was saved: the newest batch
+    assert label.find_batch_dir(run_dir) == (run_dir / "queries" / "round-002", False)
+
+
+def test_a_run_that_read_every_batch_has_none_pending_but_round_shows_one(run_dir: Path) -> None:
+    save_checkpoint(run_dir, next_round=2, pending_round=None)
+    with pytest.raises(UserError, match="read every batch it wrote"):
+        label.find_batch_dir(run_dir)
+    assert label.find_batch_dir(run_dir, 1) == (run_dir / "queries" / "round-001", True)
+    assert label.open_server(run_dir, "127.0.0.1", 0, 1).batch.state()["already_read"] is True
     with pytest.raises(UserError, match="no query batch for round 7"):
         label.find_batch_dir(run_dir, 7)
+
+
+def test_a_missing_pending_batch_is_named(run_dir: Path) -> None:
+    save_checkpoint(run_dir, next_round=3, pending_round=3)
+    with pytest.raises(UserError, match="waits for the labels of round 3.*round-003"):
+        label.find_batch_dir(run_dir)
 
 
 @pytest.mark.parametrize("csv_text,problem", [
     ("name,label\nimages/0000.png,\n", "header"),
     ("file,label\nimages/0000.png,cat\n", "'cat' is not a class"),
+    ("file,label\nimages/0000.png,\n,benign\n", "'' is not an image"),
     ("file,label\nimages/0000.png,\nimages/0000.png,benign\n", "listed twice"),
     ("file,label\nimages/0999.png,benign\n", "not an image of this batch"),
     ("file,label\nimages/0000.png,benign,extra\n", "3 fields"),
@@ -327,12 +348,13 @@ def test_a_malformed_labels_csv_is_one_clear_error(run_dir: Path, csv_text: str,
         label.open_server(run_dir, "127.0.0.1", 0)
 
 
-def test_a_spreadsheet_saved_csv_is_read(run_dir: Path) -> None:
-    """Excel writes a byte-order mark and CRLF line ends; rows it dropped count as unanswered."""
+def test_a_spreadsheet_saved_csv_is_read_as_resume_reads_it(run_dir: Path) -> None:
+    """Excel writes a byte-order mark, CRLF line ends and blank lines; rows it dropped count as unanswered;
+    class names in another case are the class (as --resume reads them), shown as batch.json spells them."""
     path = run_dir / "queries" / "round-001" / "labels.csv"
-    path.write_bytes("\ufefffile,label\r\nimages/0001.png,normal\r\n".encode())
+    path.write_bytes("\ufeffFile,Label\r\nimages/0001.png,Normal\r\nimages/0003.png,UNSURE\r\n,\r\n".encode())
     got = label.LabelBatch(path.parent).state()
-    assert [it["label"] for it in got["items"]] == ["", "normal", "", "", ""]
+    assert [it["label"] for it in got["items"]] == ["", "normal", "", "unsure", ""]
 
 
 def test_the_cli_refuses_a_run_without_a_batch_in_one_line(tmp_path: Path,

@@ -169,7 +169,8 @@ function render() {
   $("progress-fill").style.width = percent(done / batch.items.length);
   $("progressbar").setAttribute("aria-valuenow", done);
   $("progressbar").setAttribute("aria-valuemax", batch.items.length);
-  $("complete").hidden = !(done === batch.items.length && state.pending === 0);
+  $("complete").hidden = !(done === batch.items.length && state.pending === 0 && !batch.already_read);
+  $("already-read").hidden = !batch.already_read;
   showSaved();
 
   const image = $("image");

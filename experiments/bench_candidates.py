@@ -20,27 +20,36 @@ embeddings look like, up to the iterations it needs to converge). Prints:
     holding what it needs (--labeled labeled rows' embeddings as core-set's centres), as a multiple
     of entropy alone; batchbald at --batchbald-budget picks (its cost grows with budget x samples).
 
+(f) issue 9's consistency, learning_loss and cluster_margin, each with the inference pass of its own
+    needs (consistency: --aug-views augmented views per image; learning_loss: the same CNN with a
+    loss-prediction module) and its selection time, both as multiples of the probs-only pass and of
+    entropy alone; and one training step with the loss module against one without (learning_loss's
+    cost in training, which the other candidates do not pay).
+
 Each time is the median of --repeats runs. Not a test: it prints figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import statistics
 import time
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from autoal.learner import infer_pool, mc_dropout
-from autoal.models import Classifier, build_classifier
+from autoal.models import Classifier, add_loss_module, build_classifier, loss_ranking_loss
 from autoal.rng import dropout_generator
 from autoal.registry import needs_of, run_candidate
 
 SEVEN = ("entropy", "margin", "least_confidence", "bald", "var_ratio", "mean_std", "kmeans")
 EXTRA = ("diversity", "coreset", "badge", "batchbald")  # issue 9
+NEW = ("consistency", "learning_loss", "cluster_margin")  # issue 9, items 3, 7, 8
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -69,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the images, the CNN weights and MC dropout")
     parser.add_argument("--labeled", type=int, default=1_000, help="labeled rows (core-set's initial centres)")
     parser.add_argument("--batchbald-budget", type=int, default=10, help="picks timed for batchbald")
+    parser.add_argument("--aug-views", type=int, default=50, help="augmented views N_a for consistency")
+    parser.add_argument("--only-new", action="store_true", help="print (a) probs-only inference, entropy and (f) only")
     args = parser.parse_args(argv)
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
@@ -87,6 +98,16 @@ def main(argv: list[str] | None = None) -> None:
     def infer(needs: frozenset[str]):
         return infer_pool(model, load, rows, needs, mc_samples=args.mc_samples, batch_size=args.batch_size,
                           seed=args.seed, device=device)
+
+    if args.only_new:
+        t_infer_probs, outputs = timed(lambda: infer(frozenset({"probs"})), args.repeats)
+        t_entropy, _ = timed(lambda: run_candidate("entropy", outputs, budget=args.budget, generator=args.seed),
+                             args.repeats)
+        print(f"pool {args.n} x 3x28x28 uint8, small CNN (untrained, seed {args.seed}), budget {args.budget}, "
+              f"device {device}, torch threads {torch.get_num_threads()}, median of {args.repeats}")
+        print(f"(a) inference, probs only: {t_infer_probs:8.3f} s   entropy alone: {t_entropy:8.5f} s")
+        bench_new(args, model, load, rows, device, t_infer_probs, t_entropy)
+        return
 
     needs = needs_of(list(SEVEN))
     print(f"pool {args.n} x 3x28x28 uint8, small CNN (untrained, seed {args.seed}), T={args.mc_samples}, "
@@ -132,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
               f"[inference + {name}] / [inference(probs) + entropy] = "
               f"{(t_extra_infer + t) / (t_infer_probs + t_entropy):.2f}")
 
+    bench_new(args, model, load, rows, device, t_infer_probs, t_entropy)
+
     mc_needs = frozenset({"probs", "mc_probs"})
     full = with_backbone_dropout(model)
     t_head, _ = timed(lambda: infer(mc_needs), args.repeats)
@@ -143,6 +166,55 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(d) T={args.mc_samples} MC samples (+ probs): head-only {t_head:8.3f} s   "
           f"full passes batched {t_batched:8.3f} s   full passes looped {t_loop:8.3f} s")
     print(f"    full batched / head-only = {t_batched / t_head:.1f}   looped / batched = {t_loop / t_batched:.2f}")
+
+
+def bench_new(args: argparse.Namespace, model: Classifier, load, rows: torch.Tensor, device: torch.device,
+              t_infer_probs: float, t_entropy: float) -> None:
+    """(f): consistency, learning_loss and cluster_margin, each with the inference its needs cost."""
+    loss_model = add_loss_module(copy.deepcopy(model), 3, 28, torch.Generator().manual_seed(args.seed)).eval()
+    print(f"(f) issue 9 items 3, 7, 8 (consistency with N_a = {args.aug_views} views):")
+    for name in NEW:
+        needs = needs_of([name])
+        net = loss_model if "predicted_loss" in needs else model
+        t_infer, outputs = timed(lambda: infer_pool(net, load, rows, needs, mc_samples=args.mc_samples,
+                                                    batch_size=args.batch_size, seed=args.seed, device=device,
+                                                    aug_views=args.aug_views, augment="shift"), args.repeats)
+        t, _ = timed(lambda: run_candidate(name, outputs, budget=args.budget, generator=args.seed), args.repeats)
+        print(f"    {name:14s} inference {sorted(needs)}: {t_infer:8.3f} s ({t_infer / t_infer_probs:6.2f} x probs only); "
+              f"selection {t:8.4f} s = {t / t_entropy:8.0f} x entropy alone; [inference + {name}] / "
+              f"[inference(probs) + entropy] = {(t_infer + t) / (t_infer_probs + t_entropy):.2f}")
+    t_plain, t_module = train_step_times(model, loss_model, device, args.repeats)
+    print(f"    training step (batch 32, Adam): {t_plain * 1e3:7.2f} ms without the loss module, "
+          f"{t_module * 1e3:7.2f} ms with it ({t_module / t_plain:.2f} x)")
+
+
+def train_step_times(model: Classifier, loss_model: Classifier, device: torch.device, repeats: int,
+                     steps: int = 20) -> tuple[float, float]:
+    """Seconds per training step of the plain CNN and of the CNN with its loss module (the learner's
+    step: cross-entropy, plus the ranking loss for the module), each the median of ``repeats`` runs of
+    ``steps`` steps on random batches of 32."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 3, 28, 28, generator=gen).to(device)
+    y = torch.randint(0, model.head[-1].out_features, (32,), generator=gen).to(device)
+    results = []
+    for net, with_module in ((copy.deepcopy(model), False), (copy.deepcopy(loss_model), True)):
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+        def run_steps() -> None:
+            for _ in range(steps):
+                if with_module:
+                    logits, levels = net.forward_with_levels(x)
+                    loss = F.cross_entropy(logits, y, reduction="none")
+                    total = loss.mean() + loss_ranking_loss(net.loss_module(levels), loss.detach())
+                else:
+                    total = F.cross_entropy(net(x), y)
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                opt.step()
+
+        results.append(timed(run_steps, repeats)[0] / steps)
+    return results[0], results[1]
 
 
 def with_backbone_dropout(model: Classifier, p: float = 0.1) -> Classifier:

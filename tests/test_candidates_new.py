@@ -278,3 +278,15 @@ def test_autoal_and_albl_run_with_the_new_candidates(tmp_path, strategy):
 def test_each_new_candidate_runs_alone_in_the_loop(tmp_path, strategy):
     summary = run(tiny_config(strategy=strategy, rounds=1), tmp_path, data=make_dataset())
     assert summary["query_rounds"] == 1
+
+
+def test_killed_learning_loss_run_resumes_exactly(tmp_path):
+    """The loss module is part of the kept model (warm start) and of its seeded initialisation."""
+    cfg = tiny_config(strategy="learning_loss", rounds=3, warm_start=True)
+    whole = run(cfg, tmp_path / "whole", data=make_dataset())
+    run(cfg, tmp_path / "killed", data=make_dataset(), stop_after=2)
+    resumed = run(cfg, tmp_path / "killed", data=make_dataset())
+    assert resumed["acc"] == whole["acc"]
+    queried = [[json.loads(line)["queried"] for line in (tmp_path / d / "rounds.jsonl").read_text().splitlines()]
+               for d in ("whole", "killed")]
+    assert queried[0] == queried[1]

@@ -429,6 +429,8 @@ class LabelHandler(BaseHTTPRequestHandler):
                            head_only)
             elif path in ("/api/label", "/api/undo"):
                 raise RequestRefused(HTTPStatus.METHOD_NOT_ALLOWED, "use POST", allow="POST")
+            elif path == "/favicon.ico":  # every browser asks; not worth a warning
+                self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon", head_only=True)
             else:
                 raise RequestRefused(HTTPStatus.NOT_FOUND, "not part of this batch")
         except RequestRefused as exc:

@@ -40,9 +40,9 @@ def chromium(width: int = 1400, height: int = 900) -> Any:
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[tuple[Any, label.LabelServer, Path]]:
+def page(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Any, label.LabelServer, Path]]:
     run = tmp_path / "run"
-    write_batch(run, n=5)
+    write_batch(run, n=5, classes=getattr(request, "param", CLASSES))
     server = label.open_server(run, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -111,3 +111,15 @@ def test_a_person_labels_a_batch_in_chromium(page: tuple[Any, label.LabelServer,
     wait_for(lambda: saved_labels(run)["images/0002.png"] == "normal", "the corrected answer")
     assert saved_labels(run) == {**expected, "images/0002.png": "normal"}
     assert CLASSES == ["benign", "malignant", "normal"]  # the keys above assume this order
+
+
+@pytest.mark.parametrize("page", [[str(d) for d in range(10)]], indirect=True)
+def test_classes_named_by_one_character_are_typed_as_themselves(page: tuple[Any, label.LabelServer, Path]) -> None:
+    """With digit classes, the key 1 is the class 1 (not the first button, class 0)."""
+    driver, server, run = page
+    driver.get(server.url)
+    wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#class-buttons button")) == 10, "the class buttons")
+    body = driver.find_element(By.TAG_NAME, "body")
+    for key in "1097":
+        body.send_keys(key)
+    wait_for(lambda: list(saved_labels(run).values())[:4] == ["1", "0", "9", "7"], "the typed digits in labels.csv")

@@ -22,13 +22,25 @@ const STRATEGY_WORDS = {
   random: "chosen at random, as a control",
 };
 
-const state = { batch: null, index: 0, pending: 0, queue: Promise.resolve() };
+const state = { batch: null, keys: [], index: 0, pending: 0, queue: Promise.resolve() };
 const $ = (id) => document.getElementById(id);
 
+// Classes named by one character each (digits 0-9, letters A, B, ...) are typed as themselves: "1"
+// must never mean class "0". Other names get 1-9, 0, then letters, in the order of the buttons.
+function chooseKeys(classes) {
+  const own = classes.map((c) => c.toLowerCase());
+  const ownKeys = own.every((c) => c.length === 1 && /[a-z0-9]/.test(c) && !RESERVED.has(c))
+    && new Set(own).size === own.length;
+  return classes.map((_, i) => {
+    if (ownKeys) return own[i];
+    if (i < 9) return String(i + 1);
+    if (i === 9) return "0";
+    return LETTERS[i - 10] || null; // past 34 classes: buttons only
+  });
+}
+
 function keyFor(classIndex) {
-  if (classIndex < 9) return String(classIndex + 1);
-  if (classIndex === 9) return "0";
-  return LETTERS[classIndex - 10] || null; // past 34 classes: buttons only
+  return state.keys[classIndex];
 }
 
 function el(tag, className, text) {
@@ -124,15 +136,20 @@ function onKey(event) {
 
 function buildStatic() {
   const { classes } = state.batch;
+  state.keys = chooseKeys(classes);
   $("title").textContent = `Round ${state.batch.round}: label the images the model asked about`;
   const buttons = $("class-buttons");
   buttons.replaceChildren();
+  // Long names (tissue types, diagnoses) read better one per row than cut off in a grid.
+  buttons.classList.toggle("long-names", Math.max(...classes.map((c) => c.length)) > 10);
   classes.forEach((name, i) => {
     const button = el("button", "class-button");
     button.type = "button";
     button.dataset.label = name;
     const key = keyFor(i);
-    if (key) button.append(el("kbd", "", key.toUpperCase()));
+    if (key && key !== name.toLowerCase()) button.append(el("kbd", "", key.toUpperCase()));
+    else button.classList.add("typed-as-named");
+    if (key) button.title = `key ${key.toUpperCase()}`;
     button.append(el("span", "class-name", name));
     button.addEventListener("click", () => answer(name));
     buttons.append(button);
@@ -198,9 +215,10 @@ function render() {
 function renderPrediction(item) {
   const box = $("prediction");
   box.replaceChildren();
-  const show = $("show-guess").checked;
-  box.hidden = !show;
-  if (!show) return;
+  if (!$("show-guess").checked) {
+    box.append(el("span", "muted", "hidden"));
+    return;
+  }
   if (!item.prediction) {
     box.append(el("span", "muted", "not recorded for this batch"));
     return;
@@ -214,7 +232,7 @@ function renderContributions(item) {
   list.replaceChildren();
   const entries = Object.entries(item.contributions).sort((a, b) => b[1] - a[1]);
   if (!entries.length) {
-    list.append(el("li", "muted", "not recorded for this batch"));
+    list.append(el("li", "muted", "not recorded: this run's strategy gives no per-image reasons"));
     return;
   }
   const top = Math.max(...entries.map(([, share]) => share), 1e-9);
@@ -222,12 +240,12 @@ function renderContributions(item) {
     const li = el("li", "contribution");
     li.title = STRATEGY_WORDS[name] || name;
     const head = el("div", "contribution-head");
-    head.append(el("span", "strategy", name.replace(/_/g, " ")), el("span", "share", percent(share)));
     const bar = el("div", "share-bar");
     const fill = el("div", "share-fill");
     fill.style.width = `${(100 * share) / top}%`; // the strongest reason fills the row
     bar.append(fill);
-    li.append(head, bar);
+    head.append(el("span", "strategy", name.replace(/_/g, " ")), bar, el("span", "share", percent(share)));
+    li.append(head);
     if (STRATEGY_WORDS[name]) li.append(el("div", "strategy-words", STRATEGY_WORDS[name]));
     list.append(li);
   }

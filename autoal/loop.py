@@ -28,6 +28,7 @@ from autoal import oracle, runlog
 from autoal.config import RunConfig, config_differences, from_dict, to_dict
 from autoal.data import ImageDataset, Split, load_dataset
 from autoal.errors import UserError
+from autoal.initial import initial_set, random_initial
 from autoal.learner import Learner, Progress, TrainSettings
 from autoal.models import resolve_backbone
 from autoal.registry import get_candidate, list_candidates
@@ -77,8 +78,9 @@ def checkpoint_differences(state: dict[str, Any], cfg: RunConfig) -> list[str]:
 
 
 def initial_labeled(n_pool: int, init_size: int, seed: int) -> torch.Tensor:
-    """The seeded initial labeled set: depends only on the seed and sizes, never on the strategy."""
-    return torch.randperm(n_pool, generator=generator(seed, "initial-set"))[:init_size].sort().values
+    """The seeded uniform initial set: depends only on the seed and sizes, never on the strategy.
+    (``--init-strategy`` chooses between it and the diverse set: ``autoal.initial.initial_set``.)"""
+    return random_initial(n_pool, init_size, seed)
 
 
 def check_sizes(cfg: RunConfig, n_pool: int) -> None:
@@ -141,7 +143,7 @@ def first_labeled(cfg: RunConfig, data: ImageDataset) -> torch.Tensor | None:
     """
     known = data.train.labels >= 0
     if cfg.oracle == "simulated" or bool(known.all()):
-        return initial_labeled(len(data.train), cfg.init_size, cfg.seed)
+        return initial_set(cfg, data)  # --init-strategy random|diverse
     return known.nonzero().squeeze(1) if bool(known.any()) else None
 
 

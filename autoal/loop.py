@@ -226,7 +226,6 @@ def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], 
     records: list[dict[str, Any]] = state["records"]
     human: dict[str, Any] | None = state.get("human")
     last = cfg.rounds + (1 if human is not None and human["asks_initial"] else 0)  # the round without a query
-    pending_labels = int(labeled.sum()) if human is not None and human["pending"] is not None else None
     if human is not None:
         _apply_person_labels(data, human["labels"])
         if human["pending"] is not None:  # labels read and checked before anything changes: errors lose nothing
@@ -246,10 +245,11 @@ def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], 
     # step is the current label count, also before the first checkpoint). A finished run has no
     # next round: the label count is its last round's step, which a purge would drop, so it gets
     # no writer at all (nothing to log; the summary below is rewritten).
-    # A finished pending round logged its events before it paused, at its label count: they stay.
+    # A pending round finished above logged its events before it paused, at its own label count,
+    # which its labels have now passed: they stay (unless every image was skipped: then the next
+    # round's events replace them at the same step).
     finished = state["next_round"] > last
-    purge_step = int(labeled.sum()) if pending_labels is None else pending_labels + 1
-    writer = None if finished else SummaryWriter(str(run_dir / runlog.TENSORBOARD), purge_step=purge_step)
+    writer = None if finished else SummaryWriter(str(run_dir / runlog.TENSORBOARD), purge_step=int(labeled.sum()))
     done_this_call = 0
     try:
         for r in range(state["next_round"], last + 1):

@@ -414,3 +414,18 @@ def test_a_fully_labeled_folder_runs_simulated(tmp_path):
     assert not (tmp_path / "run" / "queries").exists()
     assert torch.equal(loop.first_labeled(cfg, loop.load_dataset(cfg.dataset, size=8)),
                        loop.initial_labeled(48, 8, 0))
+
+
+def test_autoal_batches_say_which_strategies_wanted_each_image(tmp_path, folder):
+    root, truth = folder
+    cfg = _human_config(root, strategy="autoal", search_epochs=2, rounds=1)
+    batch = Path(run(cfg, tmp_path / "run")["pending"])
+    items = json.loads((batch / "batch.json").read_text())["items"]
+    for item in items:
+        shares = item["contributions"]
+        assert set(shares) <= set(cfg.candidates.split(",")) and all(v > 0 for v in shares.values())
+        assert shares == {} or sum(shares.values()) == pytest.approx(1.0)
+    assert any(item["contributions"] for item in items)
+    Person(truth).label(batch)
+    run(cfg, tmp_path / "run")
+    assert "pick_contributions" not in runlog.read_rounds(tmp_path / "run")[0]["selector"]  # the batch's, not the record's

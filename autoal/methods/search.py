@@ -291,6 +291,14 @@ def per_pick_contribution(scales: Tensor, w: Tensor, a: Tensor) -> Tensor:
     return (parts / total.clamp_min(1e-12)).mean(dim=0) if len(parts) else parts.sum(dim=0)
 
 
+def pick_shares(scales: Tensor, w: Tensor, a: Tensor, names: list[str]) -> list[dict[str, float]]:
+    """Per pick, each strategy's fraction of its score (as in ``per_pick_contribution``), strategies with
+    no share left out: what the human oracle's batch shows next to each image (who wanted it)."""
+    parts = (scales * w * a).cpu()  # (b, K)
+    shares = parts / parts.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    return [{n: float(x) for n, x in zip(names, row) if x > 0} for row in shares]
+
+
 # --- the selector -----------------------------------------------------------------------------
 
 class AutoALSelector(Selector):
@@ -348,6 +356,8 @@ class AutoALSelector(Selector):
         rows = top_k_rows(s, ctx.budget, generator=ctx.generator)
         info = self._round_info(w, a, s, rows, r)
         info.update(stats, search_seconds=round(search_seconds, 4))
+        with torch.inference_mode():  # per pick, for a person labeling the batch (the loop keeps it out of records)
+            info["pick_contributions"] = pick_shares(self.searchnet.scales.detach(), w[rows], a[rows], self.candidates)
         self._log_tensorboard(ctx, info, w)
         return Selection(ctx.unlabeled[rows.cpu()], info)
 

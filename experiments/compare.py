@@ -249,6 +249,36 @@ def run_one(cfg_dict: dict[str, Any], run_dir: str, threads: int | None = None) 
         return run(cfg, Path(run_dir), data=_dataset(cfg))
 
 
+def ray_task_device(requested: str, gpu_ids: Sequence[Any]) -> str:
+    """The device a Ray task computes on, for the run's ``--device``.
+
+    Ray gives a task the GPUs it reserved by setting CUDA_VISIBLE_DEVICES to their physical ids,
+    so inside the task torch numbers them from 0: on the GPU Ray chose, ``cuda:1`` names a second
+    GPU the task cannot see (or does not own). Placement is Ray's, so every CUDA request (``cuda``,
+    ``cuda:N``) becomes the task's own first GPU, ``cuda:0``. A CUDA request in a task that
+    reserved no GPU is refused with the fix; cpu and auto stay as they are (auto finds no GPU in a
+    task without one, and resolves to the CPU, as on a machine without one).
+    """
+    if not requested.startswith("cuda"):
+        return requested
+    if not gpu_ids:
+        raise UserError(f"--device {requested}: this Ray task reserved no GPU, so it sees none; give "
+                        f"--gpus-per-run 1 (or a fraction) on a cluster with GPUs, or --device cpu")
+    return "cuda:0"
+
+
+def run_one_ray(cfg_dict: dict[str, Any], run_dir: str, threads: int | None = None) -> dict[str, Any]:
+    """``run_one`` inside a Ray task: the device mapped to the GPU Ray assigned (``ray_task_device``)."""
+    import ray
+
+    gpu_ids = ray.get_gpu_ids()
+    device = ray_task_device(cfg_dict.get("device", "auto"), gpu_ids)
+    if device != cfg_dict.get("device"):
+        log.info("%s: Ray assigned GPU %s; computing on %s (requested %s)", run_dir, gpu_ids, device,
+                 cfg_dict.get("device"))
+    return run_one({**cfg_dict, "device": device}, run_dir, threads)
+
+
 def threads_per_worker(workers: int) -> int:
     """Split the cores between workers (oversubscribed BLAS threads slow every worker down);
     an OMP_NUM_THREADS the user set is an upper bound."""
@@ -315,7 +345,7 @@ def execute_ray(todo: Sequence[RunSpec], report: Report, *, cpus_per_run: float 
             # Ray hides the GPUs from tasks that reserve none, so runs meant for CUDA must reserve one
             wants_cuda = any(s.cfg.device != "cpu" for s in todo)
             gpus_per_run = 1.0 if wants_cuda and ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-        task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(run_one)
+        task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(run_one_ray)
         threads = max(1, int(cpus_per_run))
         pending = {task.remote(to_dict(s.cfg), str(s.run_dir), threads): s for s in todo}
         while pending:

@@ -260,3 +260,39 @@ def test_the_summary_records_peak_memory(tmp_path):
     summary = run(tiny_config(rounds=1), tmp_path, data=make_dataset())
     assert summary["peak_rss_mb"] == runlog.read_json(tmp_path / runlog.SUMMARY)["peak_rss_mb"]
     assert 10 < summary["peak_rss_mb"] <= accel.peak_rss_mb()
+
+
+# --- Ray: a task's GPU is its cuda:0 ----------------------------------------------------------
+
+def test_ray_task_device_maps_every_cuda_request_to_the_tasks_own_gpu():
+    from experiments.compare import ray_task_device
+
+    assert ray_task_device("cuda:1", [1]) == "cuda:0"  # Ray set CUDA_VISIBLE_DEVICES=1: torch sees it as 0
+    assert ray_task_device("cuda", ["3"]) == "cuda:0"
+    assert ray_task_device("cpu", []) == "cpu" and ray_task_device("auto", []) == "auto"
+    with pytest.raises(UserError, match="reserved no GPU.*--gpus-per-run"):
+        ray_task_device("cuda:1", [])
+
+
+@pytest.mark.slow
+def test_under_ray_a_task_on_the_second_gpu_computes_on_cuda0(monkeypatch):
+    """Two GPUs declared as Ray resources (none need exist): the task Ray puts on GPU 1 sees only it."""
+    ray = pytest.importorskip("ray")
+    from experiments.compare import ray_task_device
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        @ray.remote(num_gpus=1, num_cpus=1)
+        def probe():
+            import os
+            import time
+
+            time.sleep(2)  # both tasks hold their GPU at once, so Ray gives them different ones
+            ids = ray.get_gpu_ids()
+            return os.environ.get("CUDA_VISIBLE_DEVICES"), [int(i) for i in ids], ray_task_device("cuda:1", ids)
+
+        results = sorted(ray.get([probe.remote(), probe.remote()]))
+    finally:
+        ray.shutdown()
+    assert results == [("0", [0], "cuda:0"), ("1", [1], "cuda:0")]

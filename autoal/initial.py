@@ -92,12 +92,16 @@ def diverse_initial(representation: Tensor, init_size: int, seed: int) -> Tensor
     return rows.sort().values
 
 
+#: The settings runs use (a module attribute, so tests can shorten the training).
+DEFAULT_ROTNET = RotNetSettings()
+
+
 def initial_set(cfg: Any, data: ImageDataset, device: torch.device | None = None,
-                progress: Progress | None = None, settings: RotNetSettings = RotNetSettings()) -> Tensor:
+                progress: Progress | None = None, settings: RotNetSettings | None = None) -> Tensor:
     """The run's initial labeled set (sorted pool indices) as ``cfg.init_strategy`` says.
 
     ``cfg`` needs init_strategy, init_size, seed, backbone and device (a RunConfig). ``device``
-    defaults to the one ``cfg.device`` names.
+    defaults to the one ``cfg.device`` names, ``settings`` to DEFAULT_ROTNET.
     """
     n_pool = len(data.train)
     strategy = getattr(cfg, "init_strategy", "random")
@@ -110,7 +114,7 @@ def initial_set(cfg: Any, data: ImageDataset, device: torch.device | None = None
 
         device = resolve_device(cfg.device)
     backbone = resolve_backbone(cfg.backbone, device)
-    rep = rotnet_representation(data, backbone, cfg.seed, device, settings, progress)
+    rep = rotnet_representation(data, backbone, cfg.seed, device, settings or DEFAULT_ROTNET, progress)
     return diverse_initial(rep, cfg.init_size, cfg.seed)
 
 

@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import re
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -332,7 +333,9 @@ class LabelHandler(BaseHTTPRequestHandler):
     /api/undo. Anything else is refused before a file is touched."""
 
     server: LabelServer
-    protocol_version = "HTTP/1.1"
+    # HTTP/1.0: one request per connection. A few requests a minute need no keep-alive, and no idle
+    # connection outlives a stopped server (the page then says its answers are not saved).
+    protocol_version = "HTTP/1.0"
     server_version = "autoal-label"
     sys_version = ""
 
@@ -481,6 +484,7 @@ class LabelServer(ThreadingHTTPServer):
 
     def __init__(self, batch: LabelBatch, host: str = "127.0.0.1", port: int = 8765) -> None:
         self.batch = batch
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET  # --host ::1
         super().__init__((host, port), LabelHandler)
         bound_port = self.server_address[1]
         # Host header check on loopback only: someone who binds to a network address chose to be reached

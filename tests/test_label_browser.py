@@ -112,6 +112,13 @@ def test_a_person_labels_a_batch_in_chromium(page: tuple[Any, label.LabelServer,
     assert saved_labels(run) == {**expected, "images/0002.png": "normal"}
     assert CLASSES == ["benign", "malignant", "normal"]  # the keys above assume this order
 
+    # The server stopped: the page says the answer was not saved, and how to start it again.
+    server.shutdown()
+    server.server_close()
+    driver.find_element(By.TAG_NAME, "body").send_keys("1")
+    wait_for(lambda: driver.find_element(By.ID, "error").is_displayed(), "the not-saved banner")
+    assert "does not answer" in text(driver, "error") and text(driver, "saved") == "Not saved"
+
 
 @pytest.mark.parametrize("page", [[str(d) for d in range(10)]], indirect=True)
 def test_classes_named_by_one_character_are_typed_as_themselves(page: tuple[Any, label.LabelServer, Path]) -> None:

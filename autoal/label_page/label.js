@@ -60,7 +60,13 @@ async function request(path, body) {
   const options = body === undefined ? {} : {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   };
-  const response = await fetch(path, options);
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (err) { // the server is not running (stopped with Ctrl+C, or the computer slept)
+    throw new Error("the labeling server does not answer; start it again (python -m autoal.label RUN) "
+      + "and reload this page");
+  }
   const data = await response.json().catch(() => ({ error: `${response.status} ${response.statusText}` }));
   if (!response.ok) throw new Error(data.error || `${response.status}`);
   return data;

@@ -336,6 +336,7 @@ class LabelHandler(BaseHTTPRequestHandler):
     # HTTP/1.0: one request per connection. A few requests a minute need no keep-alive, and no idle
     # connection outlives a stopped server (the page then says its answers are not saved).
     protocol_version = "HTTP/1.0"
+    timeout = 30  # seconds: a connection that sends nothing does not hold its thread for ever
     server_version = "autoal-label"
     sys_version = ""
 
@@ -350,9 +351,6 @@ class LabelHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for key, value in {**SECURITY_HEADERS, **(headers or {})}.items():
             self.send_header(key, value)
-        if status >= 400:
-            self.send_header("Connection", "close")
-            self.close_connection = True
         self.end_headers()
         if not head_only:
             self.wfile.write(body)

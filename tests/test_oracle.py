@@ -76,6 +76,7 @@ def test_read_labels_gives_class_indices_and_skips(tmp_path):
     batch = _batch(tmp_path)
     _label(batch, ["Two", " unsure ", "zero"])  # case and spaces forgiven
     assert oracle.read_labels(batch, CLASSES) == ({11: 2, 30: 0}, [5])
+    assert oracle.read_labels(batch, [c.upper() for c in CLASSES]) == ({11: 2, 30: 0}, [5])
 
 
 @pytest.mark.parametrize("text, match", [
@@ -429,3 +430,30 @@ def test_autoal_batches_say_which_strategies_wanted_each_image(tmp_path, folder)
     Person(truth).label(batch)
     run(cfg, tmp_path / "run")
     assert "pick_contributions" not in runlog.read_rounds(tmp_path / "run")[0]["selector"]  # the batch's, not the record's
+
+
+def test_folder_batches_show_the_original_image(tmp_path, monkeypatch):
+    root = tmp_path / "big"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(root / f"p{i:02d}.png")
+    (root / "labels.csv").write_text("file,label\np00.png,a\np01.png,b\n")
+    cfg = _human_config(root, budget=3, rounds=1)
+    data = loop.load_dataset(cfg.dataset, size=8)
+    assert data.train.images.shape[2:] == (8, 8)
+    batch = oracle.write_round_batch(tmp_path / "run", 0, data, [4, 7], None, None)
+    shown = Image.open(batch / "images" / "0001.png")
+    assert shown.size == (30, 20)  # the original resolution, not the model's 8 x 8
+    np.testing.assert_array_equal(np.asarray(shown), np.asarray(Image.open(root / "p07.png")))
+    assert json.loads((batch / "batch.json").read_text())["items"][1]["source"] == "p07.png"
+    monkeypatch.setattr(oracle, "MAX_SHOWN_SIDE", 15)
+    batch = oracle.write_round_batch(tmp_path / "run", 1, data, [4], None, None)
+    assert max(Image.open(batch / "images" / "0000.png").size) == 15  # a huge original is scaled down
+
+    def unreadable(path):
+        raise OSError("gone")
+
+    monkeypatch.setattr("autoal.folder_data.open_as_8bit", unreadable)
+    batch = oracle.write_round_batch(tmp_path / "run", 2, data, [4], None, None)
+    assert Image.open(batch / "images" / "0000.png").size == (8, 8)  # the model's image stands in

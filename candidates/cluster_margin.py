@@ -22,7 +22,7 @@ Deviations, each deliberate:
 - The paper cuts the dendrogram at a distance threshold epsilon tuned per dataset; here it is cut
   at ``budget`` clusters (at most the number of centres), so one round-robin pass can give every
   cluster one sample.
-- k_m = MARGIN_MULTIPLE = 10 (the paper tunes k_m per dataset).
+- k_m = MARGIN_MULTIPLE = 10 by default (the parameter ``k_m``; the paper tunes it per dataset).
 - Ties (equal margins, clusters of equal size) are ordered at random by the generator.
 """
 
@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from autoal.outputs import PoolOutputs
-from autoal.registry import register_candidate, top_k_rows
+from autoal.registry import Param, register_candidate, top_k_rows
 from candidates.diversity import kmeans_plus_plus, lloyd, nearest_centre
 
 #: k_m: the round-robin draws from the k_m * budget lowest-margin samples.
@@ -119,14 +119,17 @@ def margins(probs: Tensor) -> Tensor:
     return top2[:, 0] - top2[:, 1]
 
 
-@register_candidate("cluster_margin", needs={"probs", "embeddings"}, kind="set")
-def cluster_margin(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor:
-    """Cluster-Margin, Citovsky et al. 2021: the MARGIN_MULTIPLE * budget lowest-margin samples,
-    drawn round-robin from average-linkage clusters of the embeddings, smallest clusters first
-    (the module docstring lists the deviations)."""
+@register_candidate("cluster_margin", needs={"probs", "embeddings"}, kind="set",
+                    params={"k_m": Param(MARGIN_MULTIPLE, "the round-robin draws from the k_m * budget "
+                                                          "lowest-margin samples", minimum=1)})
+def cluster_margin(out: PoolOutputs, *, budget: int, generator: torch.Generator,
+                   k_m: int = MARGIN_MULTIPLE) -> Tensor:
+    """Cluster-Margin, Citovsky et al. 2021: the k_m * budget lowest-margin samples (default k_m =
+    MARGIN_MULTIPLE, 10; ``cluster_margin:k_m=2``), drawn round-robin from average-linkage clusters
+    of the embeddings, smallest clusters first (the module docstring lists the deviations)."""
     x = out.require("embeddings").float()  # (N, D)
     probs = out.require("probs")
     clusters = cluster_labels(x, budget, generator)  # (N,)
-    pool = min(out.n, MARGIN_MULTIPLE * budget)
+    pool = min(out.n, k_m * budget)
     lowest = top_k_rows(-margins(probs), pool, generator=generator).cpu()  # (pool,) lowest margins first
     return round_robin(lowest, clusters[lowest], budget, generator)

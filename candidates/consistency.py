@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from autoal.outputs import PoolOutputs
-from autoal.registry import register_candidate
+from autoal.registry import Param, register_candidate
 from candidates.diversity import CHUNK_ROWS, diversity_sample, euclidean_to_row
 
 #: T of the sampler on g: 0 = k-center greedy (seed 001's choice for this query strategy).
@@ -57,11 +57,17 @@ def consistency_embeddings(probs: Tensor, aug_probs: Tensor, embeddings: Tensor)
     return prediction_variance(probs, aug_probs).unsqueeze(1).to(embeddings.device) * embeddings.float()
 
 
-@register_candidate("consistency", needs={"probs", "aug_probs", "embeddings"}, kind="set")
-def consistency(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor:
-    """Consistency-based embeddings, Buchert et al. (seed 001, eq. 3-5): k-center greedy on
-    g_i = (sum_c var of p_c over the image and N_a augmented views) * f_i, from the origin (the
-    module docstring lists the deviations)."""
+@register_candidate("consistency", needs={"probs", "aug_probs", "embeddings"}, kind="set",
+                    params={"T": Param(CONSISTENCY_TEMPERATURE, "temperature of the diversity sampling on g: "
+                                                                "0 = k-center greedy (the paper's choice), "
+                                                                "0.5 = k-means++", minimum=0.0)})
+def consistency(out: PoolOutputs, *, budget: int, generator: torch.Generator,
+                T: float = CONSISTENCY_TEMPERATURE) -> Tensor:  # noqa: N803 (the paper's symbol)
+    """Consistency-based embeddings, Buchert et al. (seed 001, eq. 3-5): diversity sampling at T
+    (default 0: k-center greedy) on g_i = (sum_c var of p_c over the image and N_a augmented views)
+    * f_i, from the origin (the module docstring lists the deviations). N_a is the inference's
+    ``TrainSettings.aug_views`` (50), not a parameter of the candidate: the views are computed in
+    the round's pass, before any candidate runs."""
     g = consistency_embeddings(out.require("probs"), out.require("aug_probs"), out.require("embeddings"))
     origin = (g * g).sum(dim=1)  # (N,) squared distance of every g to the initial centre g = 0
-    return diversity_sample(euclidean_to_row(g), out.n, budget, CONSISTENCY_TEMPERATURE, generator, initial=origin)
+    return diversity_sample(euclidean_to_row(g), out.n, budget, T, generator, initial=origin)

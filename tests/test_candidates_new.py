@@ -255,6 +255,18 @@ def test_cluster_margin_spreads_the_low_margin_picks_over_clusters():
         picks = cluster_margin(out, budget=3, generator=torch.Generator().manual_seed(seed))
         assert blob[picks].tolist() == [1, 0, 1]
         assert (margin[picks] <= 0.30).all()  # only among the k_m * budget lowest margins
+    # k_m = 1: the candidates are margin's own three picks, all in A
+    assert set(candidate_choice("cluster_margin:k_m=1", out, budget=3, generator=0).tolist()) == {0, 1, 2}
+
+
+def test_parameters_of_the_new_candidates():
+    assert get_candidate("consistency").values == {"T": 0.0}
+    assert get_candidate("cluster_margin").values == {"k_m": 10}
+    assert get_candidate("consistency:T=0.5").name == "consistency:T=0.5"
+    rows = [_two_class(1.0, 0.0), _two_class(1.0, 0.5), _two_class(1.0, 0.2)]
+    out = PoolOutputs(n=3, probs=torch.tensor([p for p, _ in rows]), aug_probs=torch.tensor([v for _, v in rows]),
+                      embeddings=torch.eye(3))
+    assert len(candidate_choice("consistency:T=0.5", out, budget=3, generator=0).unique()) == 3
 
 
 def test_cluster_margin_memory_bound_centres():

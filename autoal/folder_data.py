@@ -10,8 +10,10 @@ Every image is converted to ``size`` x ``size`` (squeezed, not cropped: a crop c
 matters) and to grey (1 channel) or RGB (3); 16-bit and float images are scaled by their own range.
 The decoded images are cached once in ``PATH/.autoal-cache/`` as an uncompressed .npy file, keyed by
 size, channels and the image files' names, sizes and modification times, and memory-mapped on
-every later load: a large folder is decoded once, not every round. Labels are not cached (editing
-labels.csv needs no decoding). Pool images without a label have label -1.
+every later load: a large folder is decoded once, not every round. The two other things that read
+every file or pixel are remembered next to it: the grey-or-RGB decision of ``--channels 0`` and the
+pool's channel statistics. Labels are not cached (editing labels.csv needs no decoding). Pool
+images without a label have label -1.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -81,14 +84,14 @@ def load_folder(spec: str, size: int, channels: int) -> FolderDataset:
                                 f"({', '.join(classes)}); fix the label or add the class")
     paths = [root / f for f in pool_files] + [test_root / f for f in test_files]
     if channels == 0:
-        channels = 1 if all(_is_grey(p) for p in paths) else 3
-    images = cached_images(root, paths, size, channels)  # (N_pool + N_test, C, H, W) uint8, memory-mapped
+        channels = auto_channels(root, paths)
+    images, cache = cached_images(root, paths, size, channels)  # (N_pool + N_test, C, H, W) uint8, memory-mapped
     pool = Split(images[:len(pool_files)],
                  torch.tensor([index[pool_labels[f]] if f in pool_labels else UNLABELED for f in pool_files]))
     test = Split(images[len(pool_files):],
                  torch.tensor([index[test_labels[f]] for f in test_files], dtype=torch.int64))
     val = Split(pool.images[:0], pool.labels[:0])
-    mean, std = channel_stats(pool.images)
+    mean, std = pool_stats(pool.images, cache)
     if not test_files:
         log.info("%s has no test/ folder with labels: accuracy is not measured", root)
     return FolderDataset(name=root.resolve().name, train=pool, val=val, test=test, n_classes=len(classes),
@@ -189,6 +192,46 @@ def _palette_has_colour(image) -> bool:
     return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
 
 
+def auto_channels(root: Path, paths: list[Path]) -> int:
+    """1 when every image is grey, else 3; remembered in the cache folder (it opens every file)."""
+    note = root / CACHE / f"channels-{cache_key(paths, 0, 0)}.txt"
+    try:
+        return int(note.read_text())
+    except (OSError, ValueError):
+        pass
+    channels = 1 if all(_is_grey(p) for p in paths) else 3
+    for old in note.parent.glob("channels-*.txt"):  # of earlier versions of the folder
+        old.unlink(missing_ok=True)
+    _remember(note, str(channels))
+    return channels
+
+
+def pool_stats(images: torch.Tensor, cache: Path | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """channel_stats of the pool, remembered next to the cache (they read every pixel)."""
+    note = cache.with_name(f"{cache.stem}-stats-{len(images)}.json") if cache is not None else None
+    if note is not None and note.is_file():
+        try:
+            saved = json.loads(note.read_text())
+            return tuple(saved["mean"]), tuple(saved["std"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    mean, std = channel_stats(images)
+    if note is not None:
+        _remember(note, json.dumps({"mean": mean, "std": std}))
+    return mean, std
+
+
+def _remember(path: Path, text: str) -> None:
+    """Write a small cache note atomically; an unwritable folder only costs the work next time."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(exist_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
 def _is_grey(path: Path) -> bool:
     """From the header alone where it can tell (no decoding); unreadable files fail here, by name."""
     from PIL import Image
@@ -229,8 +272,9 @@ def cache_key(paths: list[Path], size: int, channels: int) -> str:
     return digest.hexdigest()[:20]
 
 
-def cached_images(root: Path, paths: list[Path], size: int, channels: int) -> torch.Tensor:
-    """(N, C, size, size) uint8 of ``paths``: from the cache when it is current, else decoded and cached.
+def cached_images(root: Path, paths: list[Path], size: int, channels: int) -> tuple[torch.Tensor, Path | None]:
+    """(N, C, size, size) uint8 of ``paths`` and the cache file: from the cache when it is current, else
+    decoded and cached (no cache file: None).
 
     The cache is written to a temp file and renamed, so a killed decode leaves no half cache; an
     unwritable folder (read-only media) decodes into memory and says so.
@@ -240,21 +284,21 @@ def cached_images(root: Path, paths: list[Path], size: int, channels: int) -> to
         try:
             array = np.load(cache, mmap_mode="c")  # copy-on-write: torch gets a writable view, pages load lazily
             if array.shape == (len(paths), channels, size, size) and array.dtype == np.uint8:
-                return torch.from_numpy(array)
+                return torch.from_numpy(array), cache
         except (OSError, ValueError):
             pass  # damaged cache: decode again
         log.warning("ignoring the damaged cache %s", cache)
     shape = (len(paths), channels, size, size)
     try:
         cache.parent.mkdir(exist_ok=True)
-        for old in cache.parent.glob(f"images-*-{size}px-{channels}ch.npy"):  # stale: the files changed since
+        for old in cache.parent.glob(f"images-*-{size}px-{channels}ch*"):  # stale: the files changed since
             old.unlink(missing_ok=True)
         tmp = cache.with_name(cache.name + ".tmp")
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
     except OSError as exc:
         log.warning("cannot cache the decoded images in %s (%s): decoding into memory every run", cache.parent,
                     exc.strerror or exc)
-        return torch.from_numpy(np.stack([decode(p, size, channels) for p in paths]))
+        return torch.from_numpy(np.stack([decode(p, size, channels) for p in paths])), None
     try:
         log.info("decoding %d images of %s once (cache: %s)", len(paths), root, cache)
         for i, path in enumerate(paths):
@@ -264,4 +308,4 @@ def cached_images(root: Path, paths: list[Path], size: int, channels: int) -> to
         os.replace(tmp, cache)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return torch.from_numpy(np.load(cache, mmap_mode="c"))
+    return torch.from_numpy(np.load(cache, mmap_mode="c")), cache

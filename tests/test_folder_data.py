@@ -157,3 +157,19 @@ def test_an_unwritable_folder_still_loads(folder, monkeypatch):
     monkeypatch.setattr(np.lib.format, "open_memmap", refuse)
     data = load_dataset(f"folder:{folder}", size=16)
     assert data.train.images.shape == (8, 3, 16, 16)
+
+
+def test_the_channel_decision_and_the_statistics_are_remembered(folder, monkeypatch):
+    from autoal.data import channel_stats
+
+    first = load_dataset(f"folder:{folder}", size=16)
+    mean, std = channel_stats(first.train.images)
+    assert first.mean == pytest.approx(mean) and first.std == pytest.approx(std)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("recomputed although remembered")
+
+    monkeypatch.setattr(folder_data, "_is_grey", must_not_run)
+    monkeypatch.setattr(folder_data, "channel_stats", must_not_run)
+    second = load_dataset(f"folder:{folder}", size=16)
+    assert second.channels == 3 and (second.mean, second.std) == (first.mean, first.std)

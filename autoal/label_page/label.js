@@ -146,7 +146,7 @@ function buildStatic() {
   $("title").textContent = `Round ${state.batch.round}: label the images the model asked about`;
   const buttons = $("class-buttons");
   buttons.replaceChildren();
-  // Long names (tissue types, diagnoses) read better one per row than cut off in a grid.
+  // Long names (tissue types, diagnoses) wrap in two columns instead of being cut off.
   buttons.classList.toggle("long-names", Math.max(...classes.map((c) => c.length)) > 10);
   classes.forEach((name, i) => {
     const button = el("button", "class-button");
@@ -281,6 +281,8 @@ function fitImage() {
   image.style.width = `${Math.max(1, Math.round(image.naturalWidth * scale))}px`;
   image.style.height = `${Math.max(1, Math.round(image.naturalHeight * scale))}px`;
   image.classList.toggle("pixelated", scale >= 1);
+  const zoom = scale >= 1 ? `shown ${scale}× larger` : `shown at ${Math.round(scale * 100)}%`;
+  $("pixels").textContent = `${image.naturalWidth} × ${image.naturalHeight} pixels, ${zoom}`;
 }
 
 function showSaved() {

@@ -1,7 +1,7 @@
 """Screenshot of the labeling page (README): serve a run's pending batch, answer a few images through
 the page in headless Chromium, save a PNG.
 
-    python experiments/screenshots/label_page.py RUN --answers 7,2,unsure --out experiments/screenshots/label-page.png
+    python experiments/screenshots/label_page.py RUN --answers=-,-,1,5,7 --show 1 --out experiments/screenshots/label-page.png
 
 The run folder is copied first, so its labels.csv is left as it was. Needs Debian's chromium and
 chromium-driver and ``pip install -e '.[browser]'``.
@@ -37,7 +37,7 @@ def chromium(width: int, height: int) -> webdriver.Chrome:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
-    parser.add_argument("--answers", default="", help="labels for the first images, comma-separated")
+    parser.add_argument("--answers", default="", help="labels for the first images, comma-separated; - leaves one unanswered")
     parser.add_argument("--show", type=int, default=None, help="image to show at the end (1-based)")
     parser.add_argument("--out", type=Path, default=Path("experiments/screenshots/label-page.png"))
     parser.add_argument("--size", default="1400x900", help="window WIDTHxHEIGHT in CSS pixels")
@@ -53,6 +53,9 @@ def main() -> None:
             driver.get(server.url)
             time.sleep(1)
             for answer in filter(None, args.answers.split(",")):
+                if answer == "-":  # leave this image unanswered
+                    driver.find_element(By.ID, "next").click()
+                    continue
                 button = "unsure" if answer == "unsure" else f"#class-buttons button[data-label='{answer}']"
                 driver.find_element(By.ID if answer == "unsure" else By.CSS_SELECTOR, button).click()
                 time.sleep(0.3)

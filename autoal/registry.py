@@ -269,14 +269,16 @@ def split_specs(text: str) -> list[str]:
     """A comma-separated list of specs, where a spec's own settings are comma-separated too.
 
     ``entropy,diversity:T=0.1,N=3,margin`` -> ``["entropy", "diversity:T=0.1,N=3", "margin"]``:
-    a piece that is ``key=value`` (it has '=' but no ':' or '@', which no registered name holds)
-    continues the spec before it when that one has settings. Empty pieces are dropped.
+    a piece that starts ``key=value`` (an '=' before any '@', and no ':'; no registered name holds
+    '=') continues the spec before it when that one has settings and no '@' yet. Empty pieces are
+    dropped. (The comparison runner's ``@`` overrides may follow the last setting:
+    ``batchbald:samples=8,max_configs=16@epochs=2``.)
     """
     specs: list[str] = []
     for piece in (p.strip() for p in text.split(",")):
         if not piece:
             continue
-        continues = "=" in piece and ":" not in piece and "@" not in piece
+        continues = "=" in piece.partition("@")[0] and ":" not in piece
         if continues and specs and ":" in specs[-1] and "@" not in specs[-1]:
             specs[-1] += "," + piece
         else:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from autoal.outputs import PoolOutputs
-from autoal.registry import register_candidate
+from autoal.registry import Param, register_candidate
 from candidates.diversity import CHUNK_ROWS, kmeans_plus_plus, lloyd, nearest_centre
 
 K_NEIGHBOURS = 20  # as in the TypiClust paper
@@ -113,11 +113,15 @@ def typiclust_select(embeddings_pool: Tensor, embeddings_labeled: Tensor, budget
     return torch.tensor(chosen, dtype=torch.long)
 
 
-@register_candidate("typiclust", needs={"embeddings"}, kind="set")
-def typiclust(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor:
+@register_candidate("typiclust", needs={"embeddings"}, kind="set",
+                    params={"k": Param(K_NEIGHBOURS, "neighbours of the typicality estimate", minimum=1),
+                            "max_clusters": Param(MAX_CLUSTERS, "cap on the number of k-means clusters", minimum=1)})
+def typiclust(out: PoolOutputs, *, budget: int, generator: torch.Generator, k: int = K_NEIGHBOURS,
+              max_clusters: int = MAX_CLUSTERS) -> Tensor:
     """TypiClust on the pool alone: a candidate sees no labeled set, so b clusters over the pool.
+    ``typiclust:k=10,max_clusters=200`` sets the paper's neighbours and cluster cap.
 
     The SelectAL selector, which knows L, calls ``typiclust_select`` with the labeled embeddings.
     """
     emb = out.require("embeddings")  # (N, D)
-    return typiclust_select(emb, emb.new_zeros(0, emb.shape[1]), budget, generator)
+    return typiclust_select(emb, emb.new_zeros(0, emb.shape[1]), budget, generator, k, max_clusters=max_clusters)

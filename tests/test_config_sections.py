@@ -136,3 +136,22 @@ def test_a_run_with_a_spec_records_it_and_resumes(tmp_path, capsys, monkeypatch)
     assert main(argv[:1] + ["--strategy=diversity:T=x"] + argv[3:] + ["--out", str(tmp_path / "bad")]) == 2
     assert "T=x is invalid (expected float)" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_comparison_method_specs_take_candidate_parameters():
+    from autoal.selectors import known_strategies
+    from experiments.compare import parse_methods
+
+    specs = parse_methods("autoal@search_epochs=10,diversity:T=0.10,batchbald:samples=8,max_configs=16@epochs=2,random",
+                          known_strategies())
+    assert [(s.strategy, s.overrides, s.name) for s in specs] == [
+        ("autoal", {"search_epochs": 10}, "autoal-search_epochs-10"),
+        ("diversity:T=0.1", {}, "diversity-T-0.1"),
+        ("batchbald:samples=8,max_configs=16", {"epochs": 2}, "batchbald-samples-8-max_configs-16-epochs-2"),
+        ("random", {}, "random")]
+    with pytest.raises(UserError, match="--methods names diversity more than once"):
+        parse_methods("diversity,diversity:T=0.5", known_strategies())  # the default: the same method
+    with pytest.raises(UserError, match="method 'diversity:T=-1': candidate 'diversity': T=-1 is invalid"):
+        parse_methods("diversity:T=-1", known_strategies())
+    with pytest.raises(UserError, match="only a candidate takes parameters after ':'"):
+        parse_methods("autoal:search_epochs=3", known_strategies())

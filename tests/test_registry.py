@@ -263,3 +263,12 @@ def test_a_strategy_spec_makes_a_candidate_selector():
     assert selector.name == "diversity:T=0.25" and "labeled_embeddings" in selector.needs
     with pytest.raises(registry.UserError, match="has no parameter 'x'"):
         make_selector("diversity:x=1", RunConfig())
+
+
+def test_typiclust_parameters_reach_it():
+    g = torch.Generator().manual_seed(0)
+    out = PoolOutputs(n=200, embeddings=torch.randn(200, 4, generator=g))
+    pick = lambda name: registry.candidate_choice(name, out, budget=5, generator=3).tolist()  # noqa: E731
+    assert pick("typiclust") == pick("typiclust:k=20,max_clusters=500")
+    assert pick("typiclust:k=2") != pick("typiclust")
+    assert pick("typiclust:max_clusters=2") != pick("typiclust")

@@ -4,6 +4,7 @@ loop with a scripted person: several rounds, a kill, a resume, bad labels, skipp
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -296,7 +297,9 @@ def test_skipped_images_return_to_the_pool_but_not_into_the_next_query(tmp_path,
     def skipped_first(self, model, rows, needs, seed, **kwargs):
         out = original(self, model, rows, needs, seed, **kwargs)
         if kwargs.get("split") is None and skipped[0] in rows.tolist():
-            out.probs[rows.tolist().index(skipped[0])] = 1.0 / out.probs.shape[1]
+            probs = out.probs.clone()  # outputs may be inference tensors: changed on a copy
+            probs[rows.tolist().index(skipped[0])] = 1.0 / probs.shape[1]
+            out = dataclasses.replace(out, probs=probs)
         return out
 
     monkeypatch.setattr(loop.Learner, "infer", skipped_first)

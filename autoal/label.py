@@ -518,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "others on the network see the images)")
     parser.add_argument("--round", type=int, default=None, dest="round_number",
                         help="label this round's batch instead of the pending one")
+    parser.add_argument("--open", action="store_true", help="open the page in the default browser")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
@@ -558,6 +559,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"the images and change the labels", file=sys.stderr)
                 print(f"Open {server.url} in a browser. When done, stop this with Ctrl+C and run:\n"
                       f"  python -m autoal.train --resume {args.run}", flush=True)
+                if args.open:
+                    import webbrowser
+                    webbrowser.open(server.url)
                 server.serve_forever()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import pytest
 
-from autoal import label
+from autoal import label, oracle
 from test_label_page import CLASSES, saved_labels, write_batch
 
 INSTALL = "apt-get install -y chromium chromium-driver && pip install -e '.[browser]'"
@@ -130,3 +131,28 @@ def test_classes_named_by_one_character_are_typed_as_themselves(page: tuple[Any,
     for key in "1097":
         body.send_keys(key)
     wait_for(lambda: list(saved_labels(run).values())[:4] == ["1", "0", "9", "7"], "the typed digits in labels.csv")
+
+
+def test_a_large_image_is_fitted_and_a_click_shows_it_at_full_size(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    images = np.random.default_rng(0).integers(0, 256, (2, 700, 900), dtype=np.uint8)
+    oracle.write_query_batch(run, round=1, classes=CLASSES, images_uint8=images, pool_indices=[0, 1],
+                             predictions=None, contributions=None)
+    server = label.open_server(run, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    driver = chromium(1200, 800)
+    try:
+        driver.get(server.url)
+        image = wait_for(lambda: driver.find_elements(By.ID, "image"), "the image")[0]
+        wait_for(lambda: 0 < image.size["width"] < 900, "the image fitted to its box")
+        assert driver.execute_script("return getComputedStyle(arguments[0]).imageRendering", image) == "auto"
+        assert "click for full size" in text(driver, "pixels") and "not recorded" in text(driver, "prediction")
+        image.click()
+        wait_for(lambda: image.size["width"] == 900 and "full size" in text(driver, "pixels"), "the full size")
+        driver.find_element(By.ID, "next").click()  # the next image starts fitted again
+        wait_for(lambda: 0 < image.size["width"] < 900 and text(driver, "position") == "Image 2 of 2",
+                 "the next image fitted")
+    finally:
+        driver.quit()
+        server.shutdown()
+        server.server_close()

@@ -22,7 +22,7 @@ const STRATEGY_WORDS = {
   random: "chosen at random, as a control",
 };
 
-const state = { batch: null, keys: [], index: 0, pending: 0, queue: Promise.resolve() };
+const state = { batch: null, keys: [], index: 0, pending: 0, fullSize: false, queue: Promise.resolve() };
 const $ = (id) => document.getElementById(id);
 
 // Classes named by one character each (digits 0-9, letters A, B, ...) are typed as themselves: "1"
@@ -270,18 +270,22 @@ function renderStrip() {
   });
 }
 
-// Whole-number zoom for small images (28 px -> 14x keeps every pixel square and sharp); large ones
-// are fitted to the box and smoothed as usual.
+// Whole-number zoom for small images (28 px -> 16x keeps every pixel square and sharp); large ones
+// are fitted to the box, and a click shows them at full size (the box scrolls) and back.
 function fitImage() {
   const image = $("image");
   const box = $("image-box");
   if (!image.naturalWidth) return;
   const fit = Math.min(box.clientWidth / image.naturalWidth, box.clientHeight / image.naturalHeight);
-  const scale = fit >= 1 ? Math.floor(fit) : fit;
+  const canZoom = fit < 1;
+  const scale = canZoom && state.fullSize ? 1 : fit >= 1 ? Math.floor(fit) : fit;
   image.style.width = `${Math.max(1, Math.round(image.naturalWidth * scale))}px`;
   image.style.height = `${Math.max(1, Math.round(image.naturalHeight * scale))}px`;
   image.classList.toggle("pixelated", scale >= 1);
-  const zoom = scale >= 1 ? `shown ${scale}× larger` : `shown at ${Math.round(scale * 100)}%`;
+  image.classList.toggle("zoomable", canZoom);
+  box.classList.toggle("full-size", canZoom && state.fullSize);
+  const zoom = scale > 1 ? `shown ${scale}× larger` : scale === 1 ? "shown at full size"
+    : `shown at ${Math.round(scale * 100)}%, click for full size`;
   $("pixels").textContent = `${image.naturalWidth} × ${image.naturalHeight} pixels, ${zoom}`;
 }
 
@@ -312,7 +316,8 @@ async function start() {
   buildStatic();
   state.index = state.batch.items.findIndex((it) => !it.label);
   if (state.index < 0) state.index = 0;
-  $("image").addEventListener("load", fitImage);
+  $("image").addEventListener("load", () => { state.fullSize = false; fitImage(); });
+  $("image").addEventListener("click", () => { state.fullSize = !state.fullSize; fitImage(); });
   window.addEventListener("resize", fitImage);
   document.addEventListener("keydown", onKey);
   $("prev").addEventListener("click", () => go(-1));

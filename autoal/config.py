@@ -43,7 +43,9 @@ class RunConfig:
                             "image is grey, else RGB", (0, 1, 3))
     # --- active learning ---
     strategy: str = _opt("autoal", "query strategy: autoal, albl, selectal or any registered candidate "
-                                   "(entropy, margin, least_confidence, bald, var_ratio, mean_std, kmeans, typiclust, random, ...)")
+                                   "(entropy, margin, least_confidence, bald, var_ratio, mean_std, kmeans, "
+                                   "typiclust, random, ...), with its parameters as name:key=value,key=value "
+                                   "(diversity:T=0.1; --candidates takes the same form)")
     init_size: int = _opt(20, "size of the seeded initial labeled set (the same for every strategy with the same seed)")
     init_strategy: str = _opt("random", "how the initial labeled set is chosen: random (uniform) or diverse (Buchert "
                                         "et al.: k-means++ seeding, T = 0.5, on a RotNet self-supervised "
@@ -392,7 +394,8 @@ def default_run_dir(cfg: RunConfig) -> Path:
         dataset = Path(cfg.dataset[len("folder:"):]).expanduser().resolve().name
     if dataset in MEDMNIST_2D and cfg.size != 28:
         dataset += f"_{cfg.size}"
-    strategy = re.sub(r"[:=,]", "-", cfg.strategy)  # diversity:T=0.1 -> diversity-T-0.1 (':' splits TensorBoard's --logdir)
+    # diversity:T=0.1 -> diversity-T-0.1: TensorBoard's --logdir reads ':' as name:path
+    strategy = re.sub(r"[:=,]", "-", cfg.strategy)
     return Path("runs") / f"{dataset}-{strategy}-seed{cfg.seed}"
 
 

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from autoal.data import ImageDataset, Split
 from autoal.learner import Progress, learning_rate
 from autoal.models import Classifier, build_classifier, resolve_backbone
-from autoal.rng import derive_seed, generator
+from autoal.rng import generator
 
 log = logging.getLogger(__name__)
 

@@ -142,8 +142,8 @@ def test_comparison_method_specs_take_candidate_parameters():
     from autoal.selectors import known_strategies
     from experiments.compare import parse_methods
 
-    specs = parse_methods("autoal@search_epochs=10,diversity:T=0.10,batchbald:samples=8,max_configs=16@epochs=2,random",
-                          known_strategies())
+    text = "autoal@search_epochs=10,diversity:T=0.10,batchbald:samples=8,max_configs=16@epochs=2,random"
+    specs = parse_methods(text, known_strategies())
     assert [(s.strategy, s.overrides, s.name) for s in specs] == [
         ("autoal", {"search_epochs": 10}, "autoal-search_epochs-10"),
         ("diversity:T=0.1", {}, "diversity-T-0.1"),

@@ -516,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this computer only; anything else lets "
                              "others on the network see the images)")
-    parser.add_argument("--round", type=int, default=None, dest="round_number",
+    parser.add_argument("--round", type=int, default=None, dest="round_number", metavar="N",
                         help="label this round's batch instead of the pending one")
     parser.add_argument("--open", action="store_true", help="open the page in the default browser")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")

@@ -114,11 +114,15 @@ def test_a_person_labels_a_batch_in_chromium(page: tuple[Any, label.LabelServer,
     assert CLASSES == ["benign", "malignant", "normal"]  # the keys above assume this order
 
     # The server stopped: the page says the answer was not saved, and how to start it again.
+    first = driver.find_elements(By.CSS_SELECTOR, "#strip .thumb")[0]
+    first.click()
     server.shutdown()
     server.server_close()
-    driver.find_element(By.TAG_NAME, "body").send_keys("1")
+    driver.find_element(By.TAG_NAME, "body").send_keys("3")  # benign -> normal, which cannot be saved
     wait_for(lambda: driver.find_element(By.ID, "error").is_displayed(), "the not-saved banner")
     assert "does not answer" in text(driver, "error") and text(driver, "saved") == "Not saved"
+    assert first.find_element(By.CLASS_NAME, "thumb-label").text == "benign"  # the screen shows what is saved
+    assert saved_labels(run) == {**expected, "images/0002.png": "normal"}
 
 
 @pytest.mark.parametrize("page", [[str(d) for d in range(10)]], indirect=True)

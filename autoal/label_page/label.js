@@ -74,7 +74,7 @@ async function request(path, body) {
 
 // One request at a time, in the order the keys were pressed: a fast typist's answers cannot overtake
 // each other on the way to labels.csv.
-function send(path, body, after) {
+function send(path, body, after, rollback) {
   state.pending += 1;
   showSaved();
   state.queue = state.queue
@@ -85,7 +85,10 @@ function send(path, body, after) {
       hideError();
       if (after) after(data);
     })
-    .catch((err) => showError(`Not saved: ${err.message}. Reload the page to see what is saved.`))
+    .catch((err) => {
+      if (rollback) rollback(); // the screen must not show an answer the file does not hold
+      showError(`Not saved: ${err.message}. Reload the page to see what is saved.`);
+    })
     .finally(() => { state.pending -= 1; render(); });
 }
 
@@ -94,10 +97,14 @@ function send(path, body, after) {
 function answer(label) {
   const items = state.batch.items;
   const item = items[state.index];
+  const before = item.label;
   item.label = label; // show it at once; the server's reply confirms it
   state.index = nextUnanswered(state.index);
   render();
-  send("/api/label", { file: item.file, label });
+  send("/api/label", { file: item.file, label }, null, () => {
+    const shown = state.batch.items.find((it) => it.file === item.file);
+    if (shown && shown.label === label) shown.label = before;
+  });
 }
 
 function undo() {

@@ -1,6 +1,7 @@
 """``--dataset folder:PATH``: a folder of PNG/JPEG/TIFF images as the pool, labeled or not.
 
-    PATH/                  images of any size, in subfolders too (names relative to PATH, with /)
+    PATH/                  images of any size, in subfolders too (names relative to PATH, with /; hidden
+                           folders and run folders, which hold config.json, are left out)
     PATH/labels.csv        optional: header file,label; the images already labeled (empty label = not yet)
     PATH/classes.txt       optional: one class name per line (else: the labels' names, sorted)
     PATH/test/             optional: images for evaluation, with test/labels.csv labeling every one
@@ -8,7 +9,8 @@
 
 Every image is converted to ``size`` x ``size`` (squeezed, not cropped: a crop could cut away what
 matters) and to grey (1 channel) or RGB (3); 16-bit and float images are scaled by their own range.
-The decoded images are cached once in ``PATH/.autoal-cache/`` as an uncompressed .npy file, keyed by
+The decoded images are cached once in ``PATH/.autoal-cache/`` (a read-only PATH: ~/.cache/autoal or
+$AUTOAL_CACHE_DIR) as an uncompressed .npy file, keyed by
 size, channels and the image files' names, sizes and modification times, and memory-mapped on
 every later load: a large folder is decoded once, not every round. The two other things that read
 every file or pixel are remembered next to it: the grey-or-RGB decision of ``--channels 0`` and the
@@ -103,9 +105,15 @@ def image_files(root: Path, skip: tuple[str, ...] = ()) -> list[str]:
     found = []
     for folder, dirs, files in os.walk(root):
         rel = Path(folder).relative_to(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (rel == Path(".") and d in skip))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (rel == Path(".") and d in skip)
+                         and not _is_run_folder(Path(folder) / d))
         found += [(rel / f).as_posix() for f in files if f.lower().endswith(EXTENSIONS) and not f.startswith(".")]
     return sorted(found)
+
+
+def _is_run_folder(path: Path) -> bool:
+    """A run folder inside the image folder (--out there): its query PNGs are not pool images."""
+    return (path / "config.json").is_file() or (path / "checkpoint.pt").is_file() or (path / "queries").is_dir()
 
 
 def read_labels_csv(path: Path, files: set[str], required: bool) -> dict[str, str]:
@@ -194,15 +202,18 @@ def _palette_has_colour(image) -> bool:
 
 def auto_channels(root: Path, paths: list[Path]) -> int:
     """1 when every image is grey, else 3; remembered in the cache folder (it opens every file)."""
-    note = root / CACHE / f"channels-{cache_key(paths, 0, 0)}.txt"
-    try:
-        return int(note.read_text())
-    except (OSError, ValueError):
-        pass
+    name = f"channels-{cache_key(paths, 0, 0)}.txt"
+    for folder in cache_dirs(root):
+        try:
+            return int((folder / name).read_text())
+        except (OSError, ValueError):
+            pass
     channels = 1 if all(_is_grey(p) for p in paths) else 3
-    for old in note.parent.glob("channels-*.txt"):  # of earlier versions of the folder
-        old.unlink(missing_ok=True)
-    _remember(note, str(channels))
+    folder = _writable_cache_dir(root)
+    if folder is not None:
+        for old in folder.glob("channels-*.txt"):  # of earlier versions of the folder
+            old.unlink(missing_ok=True)
+        _remember(folder / name, str(channels))
     return channels
 
 
@@ -223,9 +234,8 @@ def pool_stats(images: torch.Tensor, cache: Path | None) -> tuple[tuple[float, .
 
 def _remember(path: Path, text: str) -> None:
     """Write a small cache note atomically; an unwritable folder only costs the work next time."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(exist_ok=True)
         tmp.write_text(text)
         os.replace(tmp, path)
     except OSError:
@@ -272,32 +282,62 @@ def cache_key(paths: list[Path], size: int, channels: int) -> str:
     return digest.hexdigest()[:20]
 
 
+def cache_dirs(root: Path) -> list[Path]:
+    """Where the cache may live: PATH/.autoal-cache, else (a read-only folder) the user's cache folder
+    ($AUTOAL_CACHE_DIR, default ~/.cache/autoal, as for npz files), in a subfolder named by PATH."""
+    from autoal.data import CACHE_ENV, _user_cache_root
+
+    user = _user_cache_root() / ("folder-" + hashlib.blake2b(str(root.resolve()).encode(), digest_size=8).hexdigest())
+    return [user] if os.environ.get(CACHE_ENV) else [root / CACHE, user]
+
+
+def _writable_cache_dir(root: Path) -> Path | None:
+    from autoal.data import _may_write_in
+
+    for folder in cache_dirs(root):
+        if _may_write_in(folder):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                return folder
+            except OSError:
+                continue
+    return None
+
+
 def cached_images(root: Path, paths: list[Path], size: int, channels: int) -> tuple[torch.Tensor, Path | None]:
     """(N, C, size, size) uint8 of ``paths`` and the cache file: from the cache when it is current, else
     decoded and cached (no cache file: None).
 
-    The cache is written to a temp file and renamed, so a killed decode leaves no half cache; an
-    unwritable folder (read-only media) decodes into memory and says so.
+    The cache is decoded into a temp file (named by the process: two runs decoding at once do not
+    mix) and renamed, so a killed decode leaves no half cache. With no writable cache folder at all
+    the images are decoded into memory, and the log says so.
     """
-    cache = root / CACHE / f"images-{cache_key(paths, size, channels)}-{size}px-{channels}ch.npy"
-    if cache.is_file():
-        try:
-            array = np.load(cache, mmap_mode="c")  # copy-on-write: torch gets a writable view, pages load lazily
-            if array.shape == (len(paths), channels, size, size) and array.dtype == np.uint8:
-                return torch.from_numpy(array), cache
-        except (OSError, ValueError):
-            pass  # damaged cache: decode again
-        log.warning("ignoring the damaged cache %s", cache)
+    name = f"images-{cache_key(paths, size, channels)}-{size}px-{channels}ch.npy"
     shape = (len(paths), channels, size, size)
-    try:
-        cache.parent.mkdir(exist_ok=True)
-        for old in cache.parent.glob(f"images-*-{size}px-{channels}ch*"):  # stale: the files changed since
-            old.unlink(missing_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp")
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-    except OSError as exc:
-        log.warning("cannot cache the decoded images in %s (%s): decoding into memory every run", cache.parent,
-                    exc.strerror or exc)
+    for folder in cache_dirs(root):
+        cache = folder / name
+        if cache.is_file():
+            try:
+                array = np.load(cache, mmap_mode="c")  # copy-on-write: a writable view, pages read lazily
+                if array.shape == shape and array.dtype == np.uint8:
+                    return torch.from_numpy(array), cache
+            except (OSError, ValueError):
+                pass
+            log.warning("ignoring the damaged cache %s", cache)
+    folder = _writable_cache_dir(root)
+    array = None
+    if folder is not None:
+        cache = folder / name
+        tmp = folder / f"{name}.{os.getpid()}.tmp"
+        try:
+            for old in [*folder.glob(f"images-*-{size}px-{channels}ch.npy"),  # stale: the files changed since
+                        *folder.glob(f"images-*-{size}px-{channels}ch-stats-*.json")]:
+                old.unlink(missing_ok=True)
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        except OSError as exc:
+            log.warning("cannot cache the decoded images in %s (%s)", folder, exc.strerror or exc)
+    if array is None:
+        log.warning("no writable cache folder for %s (set $AUTOAL_CACHE_DIR): decoding into memory every run", root)
         return torch.from_numpy(np.stack([decode(p, size, channels) for p in paths])), None
     try:
         log.info("decoding %d images of %s once (cache: %s)", len(paths), root, cache)
@@ -307,5 +347,5 @@ def cached_images(root: Path, paths: list[Path], size: int, channels: int) -> tu
         del array
         os.replace(tmp, cache)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     return torch.from_numpy(np.load(cache, mmap_mode="c")), cache

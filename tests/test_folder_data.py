@@ -173,3 +173,30 @@ def test_the_channel_decision_and_the_statistics_are_remembered(folder, monkeypa
     monkeypatch.setattr(folder_data, "channel_stats", must_not_run)
     second = load_dataset(f"folder:{folder}", size=16)
     assert second.channels == 3 and (second.mean, second.std) == (first.mean, first.std)
+
+
+def test_a_read_only_folder_caches_in_the_users_cache(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("AUTOAL_CACHE_DIR", raising=False)
+    folder.chmod(0o555)
+    try:
+        data = load_dataset(f"folder:{folder}", size=16)
+        assert not (folder / folder_data.CACHE).exists()
+        cached = list((tmp_path / "xdg" / "autoal").glob("folder-*/images-*.npy"))
+        assert len(cached) == 1
+
+        def no_decoding(*args, **kwargs):
+            raise AssertionError("decoded again although the user cache is current")
+
+        monkeypatch.setattr(folder_data, "decode", no_decoding)
+        assert torch.equal(load_dataset(f"folder:{folder}", size=16).train.images, data.train.images)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_run_folder_inside_the_image_folder_is_not_part_of_the_pool(folder):
+    before = load_dataset(f"folder:{folder}", size=16).pool_files
+    run = folder / "runs" / "slides-entropy-seed0"
+    write_images(run / "queries" / "round-000" / "images", ["0000.png", "0001.png"])
+    (run / "config.json").write_text("{}")
+    assert load_dataset(f"folder:{folder}", size=16).pool_files == before

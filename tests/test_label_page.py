@@ -115,6 +115,15 @@ def test_each_answer_is_in_labels_csv_at_once_and_survives_a_restart(server: lab
     assert not list(server.batch.dir.glob("*.tmp"))  # written via a temp file that was renamed
 
 
+def test_what_the_page_saves_is_what_resume_reads(server: label.LabelServer) -> None:
+    """The contract with autoal.oracle: the page's labels.csv gives the run its labels and its skips."""
+    answers = ["normal", "unsure", "benign", "malignant", "benign"]
+    for i, answer in enumerate(answers):
+        call(server, "POST", "/api/label", {"file": f"images/{i:04d}.png", "label": answer})
+    labels, skipped = oracle.read_labels(server.batch.dir, CLASSES)
+    assert labels == {100: 2, 102: 0, 103: 1, 104: 0} and skipped == [101]
+
+
 def test_undo_takes_back_changes_in_reverse_order(server: label.LabelServer, run_dir: Path) -> None:
     f = "images/0001.png"
     call(server, "POST", "/api/label", {"file": f, "label": "benign"})

@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import logging
+import os
 import re
 import socket
 import sys
@@ -324,6 +325,13 @@ class RequestRefused(Exception):
         self.allow = allow  # the methods that path takes, for a 405
 
 
+def read_no_follow(path: Path) -> bytes:
+    """The file's bytes, refusing a symlink put in its place since the server started (O_NOFOLLOW)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 def page_file(name: str) -> bytes:
     return resources.files("autoal").joinpath("label_page", name).read_bytes()
 
@@ -424,7 +432,7 @@ class LabelHandler(BaseHTTPRequestHandler):
                 name, content_type = PAGE_FILES[path]
                 self._send(HTTPStatus.OK, page_file(name), content_type, head_only)
             elif path in self.server.batch.image_paths:
-                self._send(HTTPStatus.OK, self.server.batch.image_paths[path].read_bytes(), "image/png", head_only)
+                self._send(HTTPStatus.OK, read_no_follow(self.server.batch.image_paths[path]), "image/png", head_only)
             elif path == "/api/state":
                 self._send(HTTPStatus.OK, json.dumps(self.server.batch.state()).encode(), "application/json",
                            head_only)

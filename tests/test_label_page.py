@@ -296,6 +296,14 @@ def test_an_image_linked_out_of_the_batch_stops_the_server(run_dir: Path) -> Non
         label.open_server(run_dir, "127.0.0.1", 0)
 
 
+def test_an_image_swapped_for_a_link_while_serving_is_refused(server: label.LabelServer, run_dir: Path) -> None:
+    image = server.batch.dir / "images" / "0001.png"
+    image.unlink()
+    image.symlink_to(run_dir / "checkpoint.pt")
+    status, body, _ = call(server, "GET", "/images/0001.png")
+    assert status == 500 and SECRET not in body
+
+
 def test_an_images_folder_linked_elsewhere_stops_the_server(run_dir: Path, tmp_path: Path) -> None:
     images = run_dir / "queries" / "round-001" / "images"
     elsewhere = tmp_path / "elsewhere"

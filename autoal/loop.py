@@ -127,11 +127,18 @@ def check_oracle(cfg: RunConfig, selector: Selector) -> None:
 
 
 def check_pool_labels(cfg: RunConfig, data: ImageDataset) -> None:
-    """The simulated oracle answers from the stored labels: every pool image needs one."""
-    missing = int((data.train.labels < 0).sum())
-    if cfg.oracle == "simulated" and missing:
-        raise UserError(f"{missing} of {len(data.train)} images of {cfg.dataset} have no label in its labels.csv, "
+    """The simulated oracle answers from the stored labels: every pool image needs one. The human
+    oracle starts from a folder's labeled images (not --init-size): the rounds must fit after them."""
+    n_pool = len(data.train)
+    known = int((data.train.labels >= 0).sum())
+    if cfg.oracle == "simulated" and known < n_pool:
+        raise UserError(f"{n_pool - known} of {n_pool} images of {cfg.dataset} have no label in its labels.csv, "
                         f"and the simulated oracle needs them all; let a person label: --oracle human")
+    if cfg.oracle == "human" and 0 < known < n_pool and known + cfg.rounds * cfg.budget > n_pool:
+        most = (n_pool - known) // cfg.budget
+        raise UserError(f"{cfg.rounds} rounds of {cfg.budget} after the {known} images labels.csv labels need "
+                        f"{known + cfg.rounds * cfg.budget} images but the pool has {n_pool}; use --rounds {most} "
+                        f"or less, or a smaller --budget")
 
 
 def first_labeled(cfg: RunConfig, data: ImageDataset) -> torch.Tensor | None:
@@ -211,8 +218,8 @@ def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], 
         state = {"version": CHECKPOINT_VERSION, "next_round": 0, "labeled": labeled, "records": [],
                  "selector": selector.state_dict(), "model": None,
                  "config": to_dict(cfg)}  # what the checkpoint was computed with: checked on resume
-        if hasattr(data, "files_digest"):  # a folder: its pool must not change under the run
-            state["pool_files"] = data.files_digest()
+        if hasattr(data, "files_digest"):  # a folder: its pool and classes must not change under the run
+            state["pool_files"], state["classes"] = data.files_digest(), list(data.classes)
         if cfg.oracle == "human":
             state["human"] = {"labels": torch.full((n_pool,), -1, dtype=torch.int64), "skipped": [],
                               "pending": None, "asks_initial": initial is None}
@@ -222,6 +229,9 @@ def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], 
     if state.get("pool_files") not in (None, getattr(data, "files_digest", lambda: None)()):
         raise UserError(f"the images of {cfg.dataset} were added, removed or renamed since this run started, so "
                         f"its pool indices no longer name the same images; restore the folder or start a new run")
+    if state.get("classes") not in (None, list(getattr(data, "classes", []))):
+        raise UserError(f"the classes of {cfg.dataset} changed since this run started ({', '.join(state['classes'])} "
+                        f"-> {', '.join(data.classes)}); restore classes.txt or labels.csv, or start a new run")
     labeled: torch.Tensor = state["labeled"]
     records: list[dict[str, Any]] = state["records"]
     human: dict[str, Any] | None = state.get("human")

@@ -460,3 +460,15 @@ def test_folder_batches_show_the_original_image(tmp_path, monkeypatch):
     monkeypatch.setattr("autoal.folder_data.open_as_8bit", unreadable)
     batch = oracle.write_round_batch(tmp_path / "run", 2, data, [4], None, None)
     assert Image.open(batch / "images" / "0000.png").size == (8, 8)  # the model's image stands in
+
+
+def test_changed_classes_and_rounds_that_do_not_fit_are_refused(tmp_path, folder):
+    root, _ = folder
+    cfg = _human_config(root)
+    run(cfg, tmp_path / "run")
+    (root / "classes.txt").write_text("\n".join([*CLASSES, "four"]) + "\n")
+    with pytest.raises(UserError, match=r"classes of .* changed since this run started \(.*three -> .*four\)"):
+        run(cfg, tmp_path / "run")
+    with pytest.raises(UserError, match=r"11 rounds of 4 after the 8 images labels.csv labels need 52 images but "
+                                        r"the pool has 48; use --rounds 10"):
+        run(_human_config(root, rounds=11, init_size=2), tmp_path / "other")  # --init-size does not count

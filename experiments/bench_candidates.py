@@ -181,7 +181,7 @@ def bench_new(args: argparse.Namespace, model: Classifier, load, rows: torch.Ten
                                                     aug_views=args.aug_views, augment="shift"), args.repeats)
         t, _ = timed(lambda: run_candidate(name, outputs, budget=args.budget, generator=args.seed), args.repeats)
         print(f"    {name:14s} inference {sorted(needs)}: {t_infer:8.3f} s ({t_infer / t_infer_probs:6.2f} x probs only); "
-              f"selection {t:8.4f} s = {t / t_entropy:8.0f} x entropy alone; [inference + {name}] / "
+              f"selection {t:8.4f} s = {t / t_entropy:8.1f} x entropy alone; [inference + {name}] / "
               f"[inference(probs) + entropy] = {(t_infer + t) / (t_infer_probs + t_entropy):.2f}")
     t_plain, t_module = train_step_times(model, loss_model, device, args.repeats)
     print(f"    training step (batch 32, Adam): {t_plain * 1e3:7.2f} ms without the loss module, "

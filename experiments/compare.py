@@ -339,7 +339,9 @@ def execute_ray(todo: Sequence[RunSpec], report: Report, *, cpus_per_run: float 
         if os.environ.get("RAY_ADDRESS"):
             ray.init(address="auto")
         else:
-            ray.init(num_cpus=local_cpus, include_dashboard=False)
+            # "local": a new instance even when /tmp/ray names a cluster started with `ray start`
+            # (ray.init() would join that one, and refuses num_cpus when joining)
+            ray.init(address="local", num_cpus=local_cpus, include_dashboard=False)
     try:
         if gpus_per_run is None:
             # Ray hides the GPUs from tasks that reserve none, so runs meant for CUDA must reserve one

@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,7 @@ LABELS = "labels.csv"
 CLASSES = "classes.txt"
 TEST = "test"
 CACHE = ".autoal-cache"
-CACHE_VERSION = 1  # bump when decoding changes: old cache files are then never read
+CACHE_VERSION = 2  # bump when decoding changes: old cache files are then never read (2: JPEG draft)
 #: The label a person gives to skip an image (autoal.oracle.SKIP): it cannot be a class name.
 RESERVED = "unsure"
 UNLABELED = -1
@@ -177,11 +178,15 @@ def class_names(root: Path, labels: list[str]) -> list[str]:
     return names
 
 
-def open_as_8bit(path: Path):  # -> PIL.Image.Image in mode L or RGB
-    """The image at ``path`` as 8-bit grey (L) or RGB, upright (EXIF), at its own resolution."""
+def open_as_8bit(path: Path, at_least: int | None = None):  # -> PIL.Image.Image in mode L or RGB
+    """The image at ``path`` as 8-bit grey (L) or RGB, upright (EXIF), at its own resolution; with
+    ``at_least``, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale while both sides stay >= it (its
+    DCT scaling: a large photo decodes several times faster, and is resized down anyway)."""
     from PIL import Image, ImageOps
 
     image = Image.open(path)
+    if at_least is not None and image.format == "JPEG":
+        image.draft(image.mode, (at_least, at_least))
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # 16-bit / float: scale by the image's range
         values = np.asarray(image, dtype=np.float64)
@@ -260,7 +265,7 @@ def decode(path: Path, size: int, channels: int) -> np.ndarray:
     from PIL import Image
 
     try:
-        image = open_as_8bit(path)
+        image = open_as_8bit(path, at_least=size)
         image = image.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.LANCZOS)
         array = np.asarray(image, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError) as exc:  # truncated files raise OSError on load; bad TIFF tags others
@@ -341,8 +346,13 @@ def cached_images(root: Path, paths: list[Path], size: int, channels: int) -> tu
         return torch.from_numpy(np.stack([decode(p, size, channels) for p in paths])), None
     try:
         log.info("decoding %d images of %s once (cache: %s)", len(paths), root, cache)
-        for i, path in enumerate(paths):
-            array[i] = decode(path, size, channels)
+        # Pillow releases the GIL while it decodes and resizes: threads use every core
+        pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+        try:
+            for i, image in enumerate(pool.map(lambda p: decode(p, size, channels), paths)):
+                array[i] = image
+        finally:  # an unreadable file stops the decoding at once, not after the whole folder
+            pool.shutdown(wait=True, cancel_futures=True)
         array.flush()
         del array
         os.replace(tmp, cache)

@@ -200,3 +200,17 @@ def test_a_run_folder_inside_the_image_folder_is_not_part_of_the_pool(folder):
     write_images(run / "queries" / "round-000" / "images", ["0000.png", "0001.png"])
     (run / "config.json").write_text("{}")
     assert load_dataset(f"folder:{folder}", size=16).pool_files == before
+
+
+def test_large_jpegs_decode_at_a_reduced_scale_that_still_covers_the_size(tmp_path):
+    root = tmp_path / "photos"
+    root.mkdir()
+    gradient = np.tile(np.linspace(0, 255, 512, dtype=np.uint8), (512, 1))
+    Image.fromarray(np.stack([gradient] * 3, axis=-1)).save(root / "big.jpg", quality=95)
+    Image.fromarray(np.stack([gradient] * 3, axis=-1)).save(root / "big.png")
+    (root / "classes.txt").write_text("a\nb\n")
+    assert folder_data.open_as_8bit(root / "big.jpg", at_least=64).size == (64, 64)  # 1/8 of 512
+    assert folder_data.open_as_8bit(root / "big.jpg", at_least=100).size == (128, 128)  # never below the size
+    data = load_dataset(f"folder:{root}", size=64)
+    jpeg, png = data.train.images[0].float(), data.train.images[1].float()
+    assert (jpeg - png).abs().mean() < 3.0  # the same picture

@@ -266,7 +266,7 @@ def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], 
             if stop_after is not None and done_this_call >= stop_after:
                 return {}
             if human is not None and human["asks_initial"] and r == 0:
-                record, model_state, query = _initial_request(cfg, n_pool)
+                record, model_state, query = _initial_request(cfg, data)
             else:
                 excluded = torch.tensor(human["skipped"], dtype=torch.long) if human is not None else None
                 record, model_state, query = _round(cfg, r, learner, selector, labeled, state.get("model"), writer,
@@ -366,10 +366,11 @@ def _round(cfg: RunConfig, r: int, learner: Learner, selector: Selector, labeled
 NOT_MEASURED = "accuracy is not measured: the dataset has no test split (add PATH/test/ with its labels.csv)"
 
 
-def _initial_request(cfg: RunConfig, n_pool: int) -> tuple[dict[str, Any], None, dict[str, Any]]:
-    """Round 0 of a run whose pool has no labels: no model yet, a person labels the seeded initial set."""
-    picks = initial_labeled(n_pool, cfg.init_size, cfg.seed)
-    why = "no model yet: round 0 asks a person to label the seeded initial set"
+def _initial_request(cfg: RunConfig, data: ImageDataset) -> tuple[dict[str, Any], None, dict[str, Any]]:
+    """Round 0 of a run whose pool has no labels: no model yet, a person labels the initial set
+    (--init-strategy: seeded random, or diverse on a label-free representation)."""
+    picks = initial_set(cfg, data)
+    why = "no model yet: round 0 asks a person to label the initial set"
     record = {"round": 0, "labels": 0, "acc": float("nan"), "auc": float("nan"), "seconds": {},
               "queried": picks.tolist(), runlog.WHY_NULL: {"acc": why, "auc": why}}
     return record, None, {"picks": picks, "probs": None, "contributions": None}

@@ -472,3 +472,18 @@ def test_changed_classes_and_rounds_that_do_not_fit_are_refused(tmp_path, folder
     with pytest.raises(UserError, match=r"11 rounds of 4 after the 8 images labels.csv labels need 52 images but "
                                         r"the pool has 48; use --rounds 10"):
         run(_human_config(root, rounds=11, init_size=2), tmp_path / "other")  # --init-size does not count
+
+
+def test_the_initial_request_follows_init_strategy(tmp_path, monkeypatch):
+    from autoal import initial
+    from autoal.initial import RotNetSettings, initial_set
+
+    monkeypatch.setenv(initial.CACHE_ENV, str(tmp_path / "cache"))  # a fresh cache, the short RotNet recipe
+    monkeypatch.setattr(initial, "DEFAULT_ROTNET", RotNetSettings(steps=4, batch_images=8, eval_batch_size=32))
+    root = tmp_path / "archive"
+    _image_folder(root, labeled=0)
+    cfg = _human_config(root, rounds=1, init_strategy="diverse")
+    batch = Path(run(cfg, tmp_path / "run")["pending"])
+    asked = sorted(it["pool_index"] for it in json.loads((batch / "batch.json").read_text())["items"])
+    assert asked == initial_set(cfg, loop.load_dataset(cfg.dataset, size=8)).tolist()
+    assert asked != loop.initial_labeled(48, 8, 0).tolist()  # not the random set

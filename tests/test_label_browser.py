@@ -150,7 +150,8 @@ def test_a_large_image_is_fitted_and_a_click_shows_it_at_full_size(tmp_path: Pat
         image = wait_for(lambda: driver.find_elements(By.ID, "image"), "the image")[0]
         wait_for(lambda: 0 < image.size["width"] < 900, "the image fitted to its box")
         assert driver.execute_script("return getComputedStyle(arguments[0]).imageRendering", image) == "auto"
-        assert "click for full size" in text(driver, "pixels") and "not recorded" in text(driver, "prediction")
+        assert "click for full size" in text(driver, "pixels") and "no model" in text(driver, "prediction")
+        assert "start the labeled set" in text(driver, "contributions")
         image.click()
         wait_for(lambda: image.size["width"] == 900 and "full size" in text(driver, "pixels"), "the full size")
         driver.find_element(By.ID, "next").click()  # the next image starts fitted again

@@ -233,7 +233,7 @@ function renderPrediction(item) {
     return;
   }
   if (!item.prediction) {
-    box.append(el("span", "muted", "not recorded for this batch"));
+    box.append(el("span", "muted", "none yet: no model has been trained"));
     return;
   }
   box.append(el("span", "guess-label", item.prediction.label),
@@ -245,7 +245,9 @@ function renderContributions(item) {
   list.replaceChildren();
   const entries = Object.entries(item.contributions).sort((a, b) => b[1] - a[1]);
   if (!entries.length) {
-    list.append(el("li", "muted", "not recorded: this run's strategy gives no per-image reasons"));
+    list.append(el("li", "muted", item.prediction
+      ? "not recorded: this run's strategy gives no per-image reasons"
+      : "picked to start the labeled set (there is no model yet)"));
     return;
   }
   const top = Math.max(...entries.map(([, share]) => share), 1e-9);

@@ -150,7 +150,7 @@ function onKey(event) {
 function buildStatic() {
   const { classes } = state.batch;
   state.keys = chooseKeys(classes);
-  $("title").textContent = `Round ${state.batch.round}: label the images the model asked about`;
+  $("title").textContent = `Round ${state.batch.round}: label these images`;
   const buttons = $("class-buttons");
   buttons.replaceChildren();
   // Long names (tissue types, diagnoses) wrap in two columns instead of being cut off.

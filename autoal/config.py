@@ -81,6 +81,8 @@ class RunConfig:
                          ("cosine", "constant"))
     warm_start: bool = _opt(False, "continue training last round's model instead of training from scratch")
     mc_samples: int = _opt(20, "MC-dropout samples T for bald, var_ratio and mean_std")
+    aug_views: int = _opt(50, "augmented views N_a per image whose predictions consistency compares (seed 001: "
+                              "50 on CIFAR-10); each view is one more forward pass over the pool")
     eval_batch_size: int = _opt(512, "batch size of pool inference and evaluation")
     device: str = _opt("auto", "auto (cuda when available), cpu, cuda or cuda:N")
     precision: str = _opt("fp32", "autocast of training and inference forwards: fp32, bf16 (CPU or CUDA) or fp16 "
@@ -348,7 +350,7 @@ def check(cfg: RunConfig) -> RunConfig:
         if value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     for name, value in {"init_size": cfg.init_size, "rounds": cfg.rounds, "mc_samples": cfg.mc_samples,
-                        "min_steps": cfg.min_steps}.items():
+                        "min_steps": cfg.min_steps, "aug_views": cfg.aug_views}.items():
         if value < 0:
             raise UserError(f"--{name.replace('_', '-')} must not be negative, got {value}")
     if cfg.init_size < 1:

@@ -109,10 +109,19 @@ def check_mc_samples(strategy: str, needs: frozenset[str], mc_samples: int) -> N
                     f"strategy (or --candidates) without them")
 
 
+def check_aug_views(strategy: str, needs: frozenset[str], aug_views: int) -> None:
+    """Refuse --aug-views 0 for a selector that reads augmented views (consistency): without views
+    every image's prediction variance is 0."""
+    if "aug_probs" in needs and aug_views < 1:
+        raise UserError(f"--strategy {strategy} compares predictions on augmented views (consistency), which "
+                        f"--aug-views {aug_views} leaves out; give --aug-views 1 or more (default 50)")
+
+
 def make_checked_selector(cfg: RunConfig) -> Selector:
     """The run's selector, its settings checked: the CLI calls it before anything is written."""
     selector = make_selector(cfg.strategy, cfg)
     check_mc_samples(cfg.strategy, selector.needs, cfg.mc_samples)
+    check_aug_views(cfg.strategy, selector.needs, cfg.aug_views)
     check_oracle(cfg, selector)
     return selector
 
@@ -165,7 +174,7 @@ def make_learner(cfg: RunConfig, data: ImageDataset, device: torch.device,
                              dropout=cfg.dropout, min_steps=cfg.min_steps,
                              eval_batch_size=cfg.eval_batch_size, mc_samples=cfg.mc_samples,
                              augment=cfg.augment, schedule=cfg.schedule, precision=cfg.precision,
-                             loss_prediction="predicted_loss" in needs)
+                             loss_prediction="predicted_loss" in needs, aug_views=cfg.aug_views)
     return Learner(data, settings, device, progress)
 
 

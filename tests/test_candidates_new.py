@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from scipy.cluster.hierarchy import fcluster, linkage
 
+from autoal.errors import UserError
 from autoal.learner import Learner, TrainSettings, infer_pool, view_augment
 from autoal.loop import make_learner, run
 from autoal.models import add_loss_module, build_classifier, loss_ranking_loss
@@ -302,3 +303,13 @@ def test_killed_learning_loss_run_resumes_exactly(tmp_path):
     queried = [[json.loads(line)["queried"] for line in (tmp_path / d / "rounds.jsonl").read_text().splitlines()]
                for d in ("whole", "killed")]
     assert queried[0] == queried[1]
+
+
+def test_aug_views_setting_reaches_the_inference_and_zero_is_refused(tmp_path):
+    learner = make_learner(tiny_config(strategy="consistency", aug_views=3), make_dataset(), torch.device("cpu"))
+    model = learner.fit(torch.arange(8), seed=0)
+    out = learner.infer(model, torch.arange(8, 20), get_candidate("consistency").needs, seed=0)
+    assert out.aug_probs.shape == (12, 3, 4)
+    with pytest.raises(UserError, match="--aug-views 0"):
+        run(tiny_config(strategy="consistency", aug_views=0), tmp_path, data=make_dataset())
+    run(tiny_config(strategy="entropy", aug_views=0, rounds=1), tmp_path / "entropy", data=make_dataset())  # unused

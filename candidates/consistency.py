@@ -16,7 +16,8 @@ Deviations, each deliberate:
 - The views come from ``autoal.augment``'s on-device augmentation of the dataset (shifts, and the
   flips its domain allows) instead of the paper's random crop + horizontal flip; a dataset trained
   without augmentation (digits) gets shifts for its views (``learner.view_augment``), since copies
-  of the image itself have no variance. N_a = 50 (the paper's CIFAR-10 setting; ``aug_views``).
+  of the image itself have no variance. N_a = 50 by default (the paper's CIFAR-10 setting;
+  ``--aug-views``).
 - V is the population variance (divide by N_a + 1); the unbiased one only rescales every g by the
   same factor, which k-center greedy ignores.
 - The initial centre is the origin g = 0, not the labeled set's g: the labeled set is what the
@@ -65,9 +66,9 @@ def consistency(out: PoolOutputs, *, budget: int, generator: torch.Generator,
                 T: float = CONSISTENCY_TEMPERATURE) -> Tensor:  # noqa: N803 (the paper's symbol)
     """Consistency-based embeddings, Buchert et al. (seed 001, eq. 3-5): diversity sampling at T
     (default 0: k-center greedy) on g_i = (sum_c var of p_c over the image and N_a augmented views)
-    * f_i, from the origin (the module docstring lists the deviations). N_a is the inference's
-    ``TrainSettings.aug_views`` (50), not a parameter of the candidate: the views are computed in
-    the round's pass, before any candidate runs."""
+    * f_i, from the origin (the module docstring lists the deviations). N_a is the run's
+    ``--aug-views`` (50), not a parameter of the candidate: the views are computed in the round's
+    pass, before any candidate runs (as --mc-samples is for BALD)."""
     g = consistency_embeddings(out.require("probs"), out.require("aug_probs"), out.require("embeddings"))
     origin = (g * g).sum(dim=1)  # (N,) squared distance of every g to the initial centre g = 0
     return diversity_sample(euclidean_to_row(g), out.n, budget, T, generator, initial=origin)

@@ -61,7 +61,8 @@ class RunConfig:
                                     "batch (python -m autoal.label RUN, or the CSV), then --resume RUN. The label "
                                     "'unsure' skips an image: it returns to the pool and is left out of the very "
                                     "next query. A folder's labels.csv gives the initial set (instead of "
-                                    "--init-size random images, which a person labels first when there is none)",
+                                    "--init-size images chosen by --init-strategy, which a person labels first "
+                                    "when there is none)",
                        ("simulated", "human"))
     # --- task model ---
     backbone: str = _opt("auto", "task model: auto (resnet18 on CUDA, cnn on CPU), cnn or resnet18",

@@ -10,8 +10,8 @@ With ``oracle = "human"`` a person labels instead: after a round's selection the
 to RUN/queries/round-NNN/ (autoal.oracle), the round is checkpointed as pending and ``run``
 returns; the next call reads the labels, finishes that round and continues. Images skipped as
 ``unsure`` go back to the pool but are left out of the very next query. When the pool has no labels
-at all (a folder without labels.csv), round 0 trains nothing: it asks for the seeded initial set,
-and the query rounds are 1..rounds.
+at all (a folder without labels.csv), round 0 trains nothing: it asks for the initial set
+(--init-strategy), and the query rounds are 1..rounds.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ paper's figure 10 measure. p-values: Welch's t-test of each row against random.
 
 Prints the markdown table and writes it (with a CSV of every seed) to --out when given. The RotNet
 is trained once per dataset and seed here (both readouts come from one model); nothing is cached.
+Seeds may be split over processes (``--seeds 0-4`` and ``--seeds 5-9``, each with its own --out) and
+their CSVs tabulated together: ``--merge A/results.csv,B/results.csv [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -142,23 +144,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-size", type=int, default=20)
     parser.add_argument("--no-accuracy", action="store_true", help="skip training a task model on each set")
     parser.add_argument("--out", help="folder for results.md and results.csv")
+    parser.add_argument("--merge", help="comma-separated results.csv files to tabulate together (runs nothing)")
     args = parser.parse_args(argv)
+    if args.merge:
+        rows = [_typed(r) for path in args.merge.split(",") for r in csv.DictReader(open(path))]
+        accuracy = any(r["acc"] == r["acc"] for r in rows)
+        _save(args.out, rows, table(rows, accuracy))
+        print(table(rows, accuracy))
+        return 0
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
     for name in filter(None, args.datasets.split(",")):
         rows += measure(load_dataset(name, args.data_root), parse_seeds(args.seeds), args.init_size,
                         not args.no_accuracy)
         text = table(rows, not args.no_accuracy)
-        if args.out:  # after each dataset: a later one failing keeps the earlier results
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "results.md").write_text(text)
-            with open(out / "results.csv", "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
+        _save(args.out, rows, text)  # after each dataset: a later one failing keeps the earlier results
     print(text)
     return 0
+
+
+def _typed(row: dict[str, str]) -> dict[str, Any]:
+    """A row read back from results.csv with its numbers as numbers."""
+    return {k: (v if k in ("dataset", "method") else int(v) if k in ("seed", "classes") else float(v))
+            for k, v in row.items()}
+
+
+def _save(out: str | None, rows: list[dict[str, Any]], text: str) -> None:
+    if not out:
+        return
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.md").write_text(text)
+    with open(folder / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from autoal.learner import Learner, Progress, TrainSettings
 from autoal.models import resolve_backbone
 from autoal.registry import get_candidate, list_candidates
 from autoal.accel import peak_rss_mb
-from autoal.rng import derive_seed, deterministic_mode, generator
+from autoal.rng import derive_seed, deterministic_mode
 from autoal.selectors import CandidateSelector, RoundContext, Selector, make_selector
 
 log = logging.getLogger(__name__)

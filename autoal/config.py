@@ -111,6 +111,10 @@ class RunConfig:
                                 "the labeled set is L_tr, the other half L_val); K >= 2: cross-fitting, the labeled "
                                 "set cut into K fixed random folds, each fold L_val once with its own FitNet trained "
                                 "on the other folds (every labeled sample is evidence every round; K FitNets)")
+    search_bags: int = _opt(1, "AutoAL: SearchNets fitted per round, each to a bootstrap resample of every "
+                               "simulation's L_val samples; the query uses their mean weight lambda_k w_ik (1: one "
+                               "SearchNet on all the evidence). Weak evidence makes the fits disagree and the mean "
+                               "hedge among the candidates they favour; clear evidence makes them agree")
     tau_scale: float = _opt(1.0, "AutoAL: soft-selection temperature tau as a multiple of the std of the scores")
     count_penalty: float = _opt(10.0, "AutoAL: weight beta of the count penalty (mean(sel) - r)^2")
     rank_weight: float = _opt(0.1, "AutoAL: weight gamma of the loss-prediction ranking loss")

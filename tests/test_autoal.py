@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from autoal import runlog
 from autoal.loop import make_learner, run
@@ -257,7 +257,7 @@ def _fitted_selector(**overrides):
     learner = make_learner(cfg, data, torch.device("cpu"))
     selector.memory = _evidence()
     selector.searchnet, selector.optimizer = selector._new_searchnet(learner, 0)
-    stats = selector._fit(None, None, torch.Generator().manual_seed(0))
+    stats = selector._fit(None, None, torch.Generator().manual_seed(0), selector.memory)
     with torch.no_grad():
         weights = selector.searchnet.scales * torch.cat([selector.searchnet(m["d"])[0] for m in selector.memory]).mean(0)
     return selector, weights, stats
@@ -269,6 +269,41 @@ def test_the_search_weights_the_column_of_hard_samples_highest_and_the_easy_one_
     assert stats["grad_norm"] > 0
     assert weights[0] > weights[2] and weights[0] > weights[3], weights
     assert weights[1] < weights[2] and weights[1] < weights[3], weights
+
+
+def _noisy_evidence(rounds: int = 6, n: int = 30, seed: int = 1) -> list[dict]:
+    """Columns 0 and 1 equally good in expectation (each marked sample hard with probability 0.7),
+    columns 2, 3 poor (0.1), one marked sample per column and round: the MNIST regime, r * n_val ~ 1."""
+    gen = torch.Generator().manual_seed(seed)
+    memory = []
+    for _ in range(rounds):
+        loss, a = torch.full((n,), 0.3), torch.zeros(n, 4)
+        rows = torch.randperm(n, generator=gen)
+        for k, p in enumerate((0.7, 0.7, 0.1, 0.1)):
+            a[rows[k], k] = 1.0
+            loss[rows[k]] = float(torch.rand(1, generator=gen) < p)
+        memory.append({"rows": torch.arange(n), "a": a, "d": descriptors(torch.rand(n, 4, generator=gen).softmax(1)),
+                       "loss": loss, "r": 1 / n})
+    return memory
+
+
+def _weights_after_search(memory: list[dict], **overrides) -> Tensor:
+    cfg = tiny_config(strategy="autoal", candidates="margin,anti_margin,noise_a,noise_b", **overrides)
+    selector = make_selector("autoal", cfg)
+    selector.memory = memory
+    selector._fit_searchnets(make_learner(cfg, make_dataset(), torch.device("cpu")), None, seed=3, round_=0)
+    with torch.no_grad():
+        return selector.searchnet.scales * torch.cat([selector.searchnet(m["d"])[0] for m in memory]).mean(0)
+
+
+def test_bagged_search_hedges_between_equally_good_columns_and_keeps_clear_evidence():
+    one = _weights_after_search(_noisy_evidence(), search_epochs=20)
+    bags = _weights_after_search(_noisy_evidence(), search_epochs=20, search_bags=5)
+    # one fit goes to a corner on a few samples' luck; the bags' mean keeps both good columns in play
+    assert bags[:2].min() / bags[:2].max() > 2 * (one[:2].min() / one[:2].max()), (one, bags)
+    assert bags[:2].min() > bags[2:].max(), bags
+    clear = _weights_after_search(_evidence(), search_epochs=20, search_bags=3)
+    assert clear[0] > clear[2:].max() and clear[1] < clear[2:].min(), clear
 
 
 def test_published_mode_has_no_gradient_at_all():

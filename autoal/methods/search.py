@@ -155,6 +155,36 @@ class SearchNet(nn.Module):
         return self.loss_head(feats).squeeze(1)  # (B,)
 
 
+class SearchEnsemble(nn.Module):
+    """The mean of several fitted SearchNets: the weight lambda_k w_ik it applies is the nets' mean
+    lambda_k^b w_ik^b, written as scales (the mean lambda_k^b) times w (the lambda-weighted mean of
+    the w_ik^b, in [0, 1]), so ``scales * w`` and every record keep their single-net meaning."""
+
+    def __init__(self, nets: list[SearchNet]):
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    @property
+    def scales(self) -> Tensor:
+        return torch.stack([net.scales for net in self.nets]).mean(dim=0)  # (K,)
+
+    def forward(self, d: Tensor) -> tuple[Tensor, None]:
+        weighted = torch.stack([net.scales * net(d)[0] for net in self.nets]).mean(dim=0)  # (B, K)
+        return weighted / self.scales, None
+
+    def scores(self, w: Tensor, a: Tensor) -> Tensor:
+        return (self.scales * w * a).sum(dim=1)
+
+
+def bootstrap(memory: list[dict[str, Any]], gen: torch.Generator) -> list[dict[str, Any]]:
+    """Every simulation with its L_val samples resampled with replacement (rows, A, descriptors, losses)."""
+    out = []
+    for sim in memory:
+        idx = torch.randint(len(sim["loss"]), (len(sim["loss"]),), generator=gen)
+        out.append({**sim, **{key: sim[key][idx] for key in ("rows", "a", "d", "loss")}})
+    return out
+
+
 def grad_norm(params: list[nn.Parameter]) -> float:
     grads = [p.grad.detach().norm() for p in params if p.grad is not None]
     return float(torch.stack(grads).norm()) if grads else 0.0
@@ -278,8 +308,8 @@ def fold_ids(n_pool: int, k_folds: int, seed: int) -> Tensor:
     return torch.randint(k_folds, (n_pool,), generator=generator(seed, "autoal-folds"))
 
 
-def _fold_key(fold: int) -> tuple[int, ...]:
-    """Seed keys of a fold's FitNet, inference and columns: fold 0 keeps the single split's seeds."""
+def _index_key(fold: int) -> tuple[int, ...]:
+    """Seed keys of fold or bag i (FitNet, inference, columns, SearchNet): 0 keeps the single split's and single net's seeds."""
     return () if fold == 0 else (fold,)
 
 
@@ -309,13 +339,13 @@ class AutoALSelector(Selector):
         self.candidates = parse_candidates(cfg.candidates)
         if (cfg.search_epochs < 0 or cfg.search_batch_size < 2 or cfg.unroll_steps < 1 or cfg.tau_scale <= 0
                 or cfg.count_penalty < 0 or cfg.rank_weight < 0 or not cfg.search_lr > 0 or not cfg.unroll_lr > 0
-                or cfg.search_folds < 1):
+                or cfg.search_folds < 1 or cfg.search_bags < 1):
             raise UserError("AutoAL needs --search-epochs >= 0, --search-batch-size >= 2, --unroll-steps >= 1, "
-                            "--search-folds >= 1, "
+                            "--search-folds >= 1, --search-bags >= 1, "
                             "--tau-scale > 0, positive --search-lr and --unroll-lr, and non-negative "
                             "--count-penalty and --rank-weight")
         self.needs = needs_of(self.candidates) | {"probs"}
-        self.searchnet: SearchNet | None = None  # this round's, fitted by _search
+        self.searchnet: SearchNet | SearchEnsemble | None = None  # this round's, fitted by _search
         self.optimizer: torch.optim.Optimizer | None = None
         self.fitnet_states: dict[int, dict[str, Tensor]] = {}  # by fold: each fold's FitNet of last round
         self.memory: list[dict[str, Any]] = []  # every round's L_val simulation (see _search)
@@ -331,10 +361,10 @@ class AutoALSelector(Selector):
         self.fitnet_states = dict(state.get("fitnets", {0: old} if old is not None else {}))
         self.memory = list(state.get("memory", []))
 
-    def _new_searchnet(self, learner: Learner, round_: int) -> tuple[SearchNet, torch.optim.Optimizer]:
+    def _new_searchnet(self, learner: Learner, round_: int, bag: int = 0) -> tuple[SearchNet, torch.optim.Optimizer]:
         """A fresh SearchNet that starts as the equal-weight mix: w_ik = 1/2 (zero head) and lambda_k = 1."""
         net = initialised(lambda: SearchNet(learner.data.n_classes, len(self.candidates)),
-                          generator(self.cfg.seed, "searchnet-init", round_))
+                          generator(self.cfg.seed, "searchnet-init", round_, *_index_key(bag)))
         nn.init.zeros_(net.head.weight)
         nn.init.zeros_(net.head.bias)
         net = net.to(learner.device)
@@ -344,7 +374,7 @@ class AutoALSelector(Selector):
     def select(self, ctx: RoundContext) -> Selection:
         tick = time.perf_counter()
         r = ctx.budget / max(len(ctx.unlabeled), 1)  # the pool's budget ratio, used on L_val too
-        self.searchnet, self.optimizer = self._new_searchnet(ctx.learner, ctx.round)
+        self.searchnet, self.optimizer = self._new_searchnet(ctx.learner, ctx.round)  # the equal-weight mix
         stats = self._search(ctx, r)
         search_seconds = time.perf_counter() - tick
 
@@ -383,9 +413,31 @@ class AutoALSelector(Selector):
         if cfg.search_epochs == 0:
             return {**out, **{k: v for k, v in skipped.items() if k != "fitnet_val_acc"},
                     "search_skipped": "--search-epochs 0"}
-        out.update(self._fit(learner, {fold: (net, splits[fold][0]) for fold, net in enumerate(fitnets)},
-                             generator(ctx.seed, "search-order")))
+        fitted = {fold: (net, splits[fold][0]) for fold, net in enumerate(fitnets)}
+        out.update(self._fit_searchnets(learner, fitted, ctx.seed, ctx.round))
         return out
+
+    def _fit_searchnets(self, learner: Learner, fitnets: dict[int, tuple[nn.Module, Tensor]] | None,
+                        seed: int, round_: int) -> dict[str, float]:
+        """This round's SearchNet (``self.searchnet``): one fitted to the whole memory, or with
+        ``search_bags`` > 1 the mean of nets fitted to bootstrap resamples of it.
+
+        Why bags: with little evidence (r * n_val < 1 pick per column and round) a fit goes to one
+        corner, one candidate weighted and the rest near 0 (the objective is linear in the selection),
+        and which corner is decided by a few samples. Where the evidence is clear every resample picks
+        the same candidates; where it is not, the mean hedges among the ones the resamples favour.
+        """
+        if self.cfg.search_bags == 1:
+            self.searchnet, self.optimizer = self._new_searchnet(learner, round_)
+            return self._fit(learner, fitnets, generator(seed, "search-order"), self.memory)
+        nets, stats = [], []
+        for bag in range(self.cfg.search_bags):
+            self.searchnet, self.optimizer = self._new_searchnet(learner, round_, bag)
+            memory = bootstrap(self.memory, generator(seed, "search-bag", bag))
+            stats.append(self._fit(learner, fitnets, generator(seed, "search-order", bag), memory))
+            nets.append(self.searchnet)
+        self.searchnet = SearchEnsemble(nets)
+        return {key: sum(st[key] for st in stats) / (1 if key == "search_steps" else len(stats)) for key in stats[0]}
 
     def _simulate(self, ctx: RoundContext, fold: int, l_tr: Tensor, l_val: Tensor, r: float) -> nn.Module:
         """One L_tr/L_val simulation, appended to the memory; returns its FitNet.
@@ -400,20 +452,20 @@ class AutoALSelector(Selector):
         learner, device = ctx.learner, ctx.learner.device
         fitnet = self._fitnet(ctx, l_tr, fold)
         # L_tr plays the labeled set: candidates that start from it (coreset, diversity) see its embeddings
-        val_out = learner.infer(fitnet, l_val, self.needs, seed=derive_seed(ctx.seed, "fitnet-infer", *_fold_key(fold)),
+        val_out = learner.infer(fitnet, l_val, self.needs, seed=derive_seed(ctx.seed, "fitnet-infer", *_index_key(fold)),
                                 labeled_rows=l_tr)
         y_val = learner.data.train.labels[l_val].to(device)
         probs_val = val_out.probs.to(device)
         a_val = selected_columns(self.candidates, val_out, r * len(l_val),
-                                 derive_seed(ctx.seed, "val-columns", *_fold_key(fold))).to(device)  # (n_val, K)
+                                 derive_seed(ctx.seed, "val-columns", *_index_key(fold))).to(device)  # (n_val, K)
         self.memory.append({"rows": l_val, "a": a_val.cpu(), "d": descriptors(probs_val).cpu(),
                             "loss": hardness(probs_val, y_val).cpu(), "r": r, "fold": fold,
                             "correct": (probs_val.argmax(1) == y_val).cpu()})
         return fitnet
 
     def _fit(self, learner: Learner | None, fitnets: dict[int, tuple[nn.Module, Tensor]] | None,
-             order: torch.Generator) -> dict[str, float]:
-        """``search_epochs`` epochs of SearchNet over every simulation in the memory, in random order.
+             order: torch.Generator, memory: list[dict[str, Any]]) -> dict[str, float]:
+        """``search_epochs`` epochs of SearchNet over every simulation in ``memory``, in random order.
         The unrolled objectives also need the learner and each fold's FitNet with its L_tr (for images):
         a simulation's L_val rows are unrolled through the FitNet of its own fold, which never saw them."""
         cfg = self.cfg
@@ -424,8 +476,8 @@ class AutoALSelector(Selector):
         sums = {"grad_norm": 0.0, "loss_search": 0.0, "loss_rank": 0.0}
         steps = 0
         for _ in range(cfg.search_epochs):
-            for m in torch.randperm(len(self.memory), generator=order).tolist():
-                sim = self.memory[m]
+            for m in torch.randperm(len(memory), generator=order).tolist():
+                sim = memory[m]
                 n = len(sim["loss"])
                 fold = sim.get("fold", 0)
                 fitnet, l_tr = fitnets[fold] if unrolled else (None, None)
@@ -447,10 +499,10 @@ class AutoALSelector(Selector):
         last round's FitNet of the fold (which trained only on earlier L_tr, a subset of this one: it has
         never seen this L_val)."""
         learner = ctx.learner
-        fitnet = learner.new_model(derive_seed(self.cfg.seed, "fitnet-init", *_fold_key(fold)))
+        fitnet = learner.new_model(derive_seed(self.cfg.seed, "fitnet-init", *_index_key(fold)))
         if fold in self.fitnet_states:
             fitnet.load_state_dict(self.fitnet_states[fold])
-        fitnet = learner.fit(l_tr, derive_seed(ctx.seed, "fitnet", *_fold_key(fold)), model=fitnet)
+        fitnet = learner.fit(l_tr, derive_seed(ctx.seed, "fitnet", *_index_key(fold)), model=fitnet)
         self.fitnet_states[fold] = {k: v.detach().cpu().clone() for k, v in fitnet.state_dict().items()}
         return fitnet
 

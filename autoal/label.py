@@ -587,7 +587,7 @@ def _hold_run(run_dir: Path) -> Iterator[None]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():  # hold_lock would create it
         raise UserError(f"{run_dir} is not a folder; give the run folder that --oracle human wrote")
-    lock = runlog.hold_lock(run_dir, "process")
+    lock = runlog.hold_lock(run_dir, runlog.LABELING_PAGE)
     try:
         lock.__enter__()
     except UserError as exc:

@@ -83,18 +83,26 @@ def _acquire(folder: Path, what: str) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _read_pid(fd)
+        holder, holder_what = _read_holder(fd)
         os.close(fd)
-        raise UserError(f"{folder} is in use by another {what} ({holder}); wait for it to finish, "
+        if holder_what == LABELING_PAGE:  # the person, not another job, has the folder: say how to free it
+            raise UserError(f"{folder} is open in a labeling page ({holder}); stop it (Ctrl+C in its "
+                            f"terminal) when the batch is labeled, then run this again") from None
+        raise UserError(f"{folder} is in use by another {holder_what or what} ({holder}); wait for it to finish, "
                         f"or choose another folder with --out") from None
     os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())  # for the message the next process prints
+    os.write(fd, f"{os.getpid()} {what}\n".encode())  # for the message the next process prints
     return fd
 
 
-def _read_pid(fd: int) -> str:
-    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-    return f"PID {text}" if text.isdigit() else "PID unknown"
+#: The ``what`` of the labeling page's lock (autoal.label): a held folder then gets its own message.
+LABELING_PAGE = "labeling page"
+
+
+def _read_holder(fd: int) -> tuple[str, str]:
+    """("PID n", what) from the lock file: the holder writes its PID and what it is."""
+    pid, _, what = os.pread(fd, 128, 0).decode(errors="replace").strip().partition(" ")
+    return (f"PID {pid}" if pid.isdigit() else "PID unknown"), what
 
 
 def make_folder(folder: Path) -> None:

@@ -397,6 +397,10 @@ def test_the_cli_serves_until_stopped_and_holds_the_run(run_dir: Path, capsys: p
         # A second page (or a --resume) on the same run is refused while this one may write.
         assert label.main([str(run_dir), "--port", "0"]) == 2
         assert "in use by another process" in capsys.readouterr().err
+        # --resume while the page is open is told what holds the folder and how to free it
+        with pytest.raises(UserError, match="open in a labeling page .*stop it"):
+            with runlog.hold_lock(run_dir):
+                pass
     finally:
         proc.terminate()
         proc.wait(10)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote, unquote, urlsplit
 
-from autoal import runlog
+from autoal import oracle, runlog
 from autoal.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -186,37 +186,20 @@ def _is_number(value: Any) -> bool:
 def read_labels(path: Path, files: list[str], classes: list[str]) -> dict[str, str]:
     """file -> label ('' = not answered yet) from labels.csv; a malformed file is a UserError.
 
-    Read as ``--resume`` reads it (autoal.oracle): a spreadsheet's byte-order mark and blank lines are
-    fine, class names are matched case-insensitively (and returned as batch.json spells them). A
-    missing file, or a missing row, means not answered yet.
+    Read as ``--resume`` reads it (``oracle.csv_label_rows``), with class names matched
+    case-insensitively (and returned as batch.json spells them). A missing file, or a missing row,
+    means not answered yet.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        given = oracle.csv_label_rows(path, files)
     except FileNotFoundError:
         return {f: "" for f in files}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path} ({exc}); save it as UTF-8 text with the header file,label") from None
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows or [c.strip().lower() for c in rows[0]] != ["file", "label"]:
-        raise UserError(f"{path}: the first line is not the header 'file,label'; restore the header")
     canonical = {c.casefold(): c for c in [*classes, UNSURE]}
-    labels: dict[str, str] = {}
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue  # a blank line a spreadsheet left at the end
-        if len(row) != 2:
-            raise UserError(f"{path} line {line}: {len(row)} fields, not 2 (file,label); fix that line")
-        file, label = row[0].strip(), row[1].strip()
-        if file not in files:
-            raise UserError(f"{path} line {line}: {file!r} is not an image of this batch; "
-                            f"restore the file name (the batch's images are in {path.parent / 'images'})")
-        if file in labels:
-            raise UserError(f"{path} line {line}: {file} is listed twice; delete one of the lines")
+    for file, label in given.items():
         if label and label.casefold() not in canonical:
-            raise UserError(f"{path} line {line}: {label!r} is not a class of this batch "
+            raise UserError(f"{path}: the label of {file}, {label!r} is not a class of this batch "
                             f"({', '.join(classes)}, or {UNSURE}); correct it or empty the cell")
-        labels[file] = canonical[label.casefold()] if label else ""
-    return {f: labels.get(f, "") for f in files}
+    return {f: canonical[given[f].casefold()] if given.get(f) else "" for f in files}
 
 
 def labels_csv_bytes(files: list[str], labels: dict[str, str]) -> bytes:

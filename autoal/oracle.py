@@ -223,15 +223,35 @@ def read_labels(folder: Path, classes: Sequence[str]) -> tuple[dict[int, int], l
 def _read_csv_labels(path: Path, by_file: dict[str, int]) -> dict[str, str]:
     """{file: label text} from labels.csv: every batch file exactly once, no other file."""
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet may add a byte-order mark
+        given = csv_label_rows(path, list(by_file))
     except FileNotFoundError:
         raise UserError(f"{path} is missing; it lists the batch's images ({IMAGES}/0000.png, ...) with a label "
                         f"each: restore it, or delete the folder {path.parent} and --resume to rewrite it") from None
+    missing = [f for f in by_file if f not in given]
+    if missing:
+        raise UserError(f"{path}: {len(missing)} images have no row (first: {missing[0]}); add a row "
+                        f"{missing[0]},LABEL for each (restore the deleted rows)")
+    return given
+
+
+def csv_label_rows(path: Path, files: Sequence[str]) -> dict[str, str]:
+    """{file: label text as written} from a labels.csv listing some of ``files``; a malformed file is a
+    UserError naming the line (a missing file raises FileNotFoundError: the caller decides what it means).
+
+    Read leniently where a spreadsheet differs from us (a byte-order mark, blank lines, spaces around
+    cells) and strictly where a mistake would attach a label to the wrong image (an unknown or doubled
+    file name). The labeling page reads its saved answers with the same function.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet may add a byte-order mark
+    except FileNotFoundError:
+        raise
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {path} ({exc}); save it as UTF-8 text with the header file,label") from None
     rows = list(csv.reader(io.StringIO(text)))
     if not rows or [c.strip().lower() for c in rows[0]] != ["file", "label"]:
         raise UserError(f"{path}: the first line must be the header file,label (got {','.join(rows[0]) if rows else 'nothing'})")
+    known = set(files)
     given: dict[str, str] = {}
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
@@ -239,16 +259,12 @@ def _read_csv_labels(path: Path, by_file: dict[str, int]) -> dict[str, str]:
         if len(row) != 2:
             raise UserError(f"{path} line {line}: expected 2 columns file,label, got {len(row)}")
         file, label = row[0].strip(), row[1].strip()
-        if file not in by_file:
+        if file not in known:
             raise UserError(f"{path} line {line}: {file!r} is not an image of this batch; keep the file names as "
-                            f"written ({IMAGES}/0000.png ... {item_file(len(by_file) - 1)}) and change only the labels")
+                            f"written ({IMAGES}/0000.png ... {item_file(len(files) - 1)}) and change only the labels")
         if file in given:
             raise UserError(f"{path} line {line}: {file} is listed twice; keep one row per image")
         given[file] = label
-    missing = [f for f in by_file if f not in given]
-    if missing:
-        raise UserError(f"{path}: {len(missing)} images have no row (first: {missing[0]}); add a row "
-                        f"{missing[0]},LABEL for each (restore the deleted rows)")
     return given
 
 

@@ -357,7 +357,7 @@ def test_a_missing_pending_batch_is_named(run_dir: Path) -> None:
     ("file,label\nimages/0000.png,\n,benign\n", "'' is not an image"),
     ("file,label\nimages/0000.png,\nimages/0000.png,benign\n", "listed twice"),
     ("file,label\nimages/0999.png,benign\n", "not an image of this batch"),
-    ("file,label\nimages/0000.png,benign,extra\n", "3 fields"),
+    ("file,label\nimages/0000.png,benign,extra\n", "2 columns file,label, got 3"),
 ])
 def test_a_malformed_labels_csv_is_one_clear_error(run_dir: Path, csv_text: str, problem: str) -> None:
     (run_dir / "queries" / "round-001" / "labels.csv").write_text(csv_text)

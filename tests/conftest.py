@@ -87,12 +87,13 @@ def tiny_config(**overrides) -> RunConfig:
     return RunConfig(**settings)
 
 
-def hold_lock_in_another_process(folder) -> subprocess.Popen:
-    """A second process that holds ``folder``'s run lock until it is killed (60 s at most)."""
+def hold_lock_in_another_process(folder, what: str = "run") -> subprocess.Popen:
+    """A second process (a ``what``: run, sweep, labeling page) that holds ``folder``'s lock until it is
+    killed (60 s at most)."""
     code = textwrap.dedent(f"""
         import time
         from autoal import runlog
-        with runlog.hold_lock({str(folder)!r}):
+        with runlog.hold_lock({str(folder)!r}, {what!r}):
             print("locked", flush=True)
             time.sleep(60)
     """)

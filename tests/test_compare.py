@@ -311,7 +311,7 @@ def test_a_failed_run_is_reported_and_the_rest_go_on(tiny_sweep, monkeypatch, ca
 
 
 def test_two_sweeps_cannot_share_a_folder(tiny_sweep, capsys):
-    holder = hold_lock_in_another_process(tiny_sweep["out"])
+    holder = hold_lock_in_another_process(tiny_sweep["out"], "sweep")
     try:
         assert compare.main(sweep_args(tiny_sweep, methods="entropy", seeds="0")) == 2
         assert f"in use by another sweep (PID {holder.pid})" in capsys.readouterr().err

@@ -107,10 +107,11 @@ class RunConfig:
                                   "simulation so far (its cost grows with the rounds)")
     search_batch_size: int = _opt(64, "AutoAL: L_val (and L_tr) batch size of the search steps")
     search_lr: float = _opt(3e-3, "AutoAL: Adam learning rate of SearchNet, its scales lambda and the loss module")
-    search_folds: int = _opt(1, "AutoAL: L_val simulations per round. 1: the paper's split (a fixed random half of "
+    search_folds: int = _opt(2, "AutoAL: L_val simulations per round. 1: the paper's split (a fixed random half of "
                                 "the labeled set is L_tr, the other half L_val); K >= 2: cross-fitting, the labeled "
                                 "set cut into K fixed random folds, each fold L_val once with its own FitNet trained "
-                                "on the other folds (every labeled sample is evidence every round; K FitNets)")
+                                "on the other folds (every labeled sample is evidence every round; K FitNets). "
+                                "2 (both halves) passes the planted test, where 1 left anti-margin above a noise column")
     search_bags: int = _opt(1, "AutoAL: SearchNets fitted per round, each to a bootstrap resample of every "
                                "simulation's L_val samples; the query uses their mean weight lambda_k w_ik (1: one "
                                "SearchNet on all the evidence). Weak evidence makes the fits disagree and the mean "

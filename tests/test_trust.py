@@ -228,12 +228,18 @@ def test_out_is_an_existing_file(npz, tmp_path, capsys):
 
 
 def test_out_on_a_read_only_filesystem(npz, tmp_path, capsys, monkeypatch):
-    def read_only(self, *args, **kwargs):
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+    out = tmp_path / "ro" / "run"
+    real_mkdir = runlog.Path.mkdir
 
-    monkeypatch.setattr(runlog.Path, "mkdir", read_only)
-    assert main(_args(npz, tmp_path / "run")) == 2
-    assert "Read-only file system" in _error(capsys)
+    def read_only_out(self, *args, **kwargs):  # only --out is read-only: the data cache may be written
+        if str(self).startswith(str(tmp_path / "ro")):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(runlog.Path, "mkdir", read_only_out)
+    assert main(_args(npz, out)) == 2
+    line = _error(capsys)
+    assert "Read-only file system" in line and "ro" in line and "--out" in line, line
 
 
 def test_a_json_config_holding_a_list(npz, tmp_path, capsys):

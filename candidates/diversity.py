@@ -144,9 +144,12 @@ def nearest_distinct(x: Tensor, centres: Tensor) -> Tensor:
     that row, the nearest row not yet taken (rare, so handled one at a time)."""
     nearest = nearest_row(x, centres).tolist()  # (K,): nearest row of x for each centre
     chosen, taken = [], set()
+    x_sq: Tensor | None = None
     for j, row in enumerate(nearest):
         if row in taken:
-            d = ((x - centres[j]) ** 2).sum(dim=1)
+            # |x - c|^2 up to the constant |c|^2, as a matrix-vector product: N floats, not an (N, D) temporary
+            x_sq = torch.linalg.vector_norm(x, dim=1).square() if x_sq is None else x_sq
+            d = torch.addmv(x_sq, x, centres[j], alpha=-2.0)
             d[torch.tensor(sorted(taken), device=x.device)] = float("inf")
             row = int(d.argmin())
         chosen.append(row)

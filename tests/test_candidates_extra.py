@@ -224,3 +224,12 @@ def test_batchbald_sampled_joint_agrees_with_the_exact_one():
     assert sampled.tolist() == exact.tolist()
     big = batchbald_select(mc, 12, torch.Generator().manual_seed(2), max_configs=8, samples=64)
     assert sorted(big.tolist()) == list(range(12))
+
+
+def test_nearest_distinct_gives_a_second_centre_on_the_same_row_the_next_nearest_row():
+    from candidates.diversity import nearest_distinct
+
+    x = torch.tensor([[0.0, 2.0], [0.0, 3.0], [-1.0, 0.0], [5.0, 5.0]])
+    centres = torch.tensor([[0.0, 1.9], [0.0, 1.6], [5.0, 4.0]])  # the first two both sit nearest row 0
+    # the second centre's next nearest row is row 1 (distance^2 1.96), not row 2 (3.56), though row 2 is shorter
+    assert nearest_distinct(x, centres).tolist() == [0, 1, 3]

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-RANK_MARGIN = 1.0  # Yoo & Kweon's margin
+from autoal.models import loss_ranking_loss
+
 GMM_ITERS = 25  # EM from quantile starts: 20 reach the fixed point on a 0.8/0.2 mixture (tests)
 PUBLISHED_SLOPE = 1e11  # the published code's selection slope: sigmoid saturates to exact 0/1
 
@@ -101,12 +102,7 @@ def count_penalty(sel: Tensor, r: float) -> Tensor:
     return (sel.mean() - r) ** 2
 
 
-def ranking_loss(predicted: Tensor, target: Tensor, margin: float = RANK_MARGIN) -> Tensor:
-    """Yoo & Kweon's pairwise loss-prediction loss: pairs (i, B-1-i) of the batch,
-    mean of max(0, -sign(l_i - l_j) * (lhat_i - lhat_j) + margin). ``target`` is detached."""
-    half = predicted.shape[0] // 2
-    if half == 0:
-        return predicted.sum() * 0.0
-    p_i, p_j = predicted[:half], predicted.flip(0)[:half]
-    t_i, t_j = target[:half], target.flip(0)[:half]
-    return torch.clamp(margin - torch.sign(t_i - t_j).detach() * (p_i - p_j), min=0).mean()
+def ranking_loss(predicted: Tensor, target: Tensor) -> Tensor:
+    """Yoo & Kweon's pairwise loss-prediction loss, as the task model's loss module is trained by
+    (``autoal.models.loss_ranking_loss``, margin 1): SearchNet's loss head uses the same loss."""
+    return loss_ranking_loss(predicted, target)

@@ -193,7 +193,7 @@ def diversity(out: PoolOutputs, *, budget: int, generator: torch.Generator,
     DIVERSITY_TEMPERATURE, 0.5): rows drawn one at a time with p_i proportional to d_i^(1/T), d_i
     the embedding distance to the nearest labeled or already picked row. At T = 0.5 this is
     k-means++ seeding from the labeled set. Other temperatures: ``diversity:T=0.1`` (or
-    ``--diversity-temperature 0.1``), or a name of their own with ``register_diversity``."""
+    ``--diversity-temperature 0.1``)."""
     return diversity_from_labeled(out, budget, T, generator)
 
 
@@ -203,16 +203,3 @@ def coreset(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Ten
     the initial centres (each pick is the row farthest from every centre so far; ties at random).
     Diversity sampling at T -> 0. The paper's robust (outlier-budget MIP) variant is not built."""
     return diversity_from_labeled(out, budget, 0.0, generator)
-
-
-def register_diversity(name: str, temperature: float) -> Callable[..., Tensor]:
-    """Register diversity sampling at another temperature under ``name``, e.g.
-    ``register_diversity("diversity_t0.1", 0.1)``; returns the registered function."""
-    if not temperature >= 0:
-        raise ValueError(f"diversity sampling needs a temperature T >= 0, got {temperature}")
-
-    def select(out: PoolOutputs, *, budget: int, generator: torch.Generator) -> Tensor:
-        return diversity_from_labeled(out, budget, temperature, generator)
-
-    select.__doc__ = f"Diversity-based sampling (Buchert et al., seed 001) at T = {temperature}."
-    return register_candidate(name, needs={"embeddings", "labeled_embeddings"}, kind="set")(select)

@@ -80,13 +80,6 @@ def test_without_labeled_embeddings_the_first_pick_is_uniform():
     assert (freq > 0.15).all()
 
 
-def test_register_diversity_rejects_negative_temperature():
-    from candidates.diversity import register_diversity
-
-    with pytest.raises(ValueError, match="temperature"):
-        register_diversity("diversity_negative", -0.1)
-
-
 def test_diversity_with_labeled_embeddings_gives_budget_distinct_rows_reproducibly():
     g = torch.Generator().manual_seed(0)
     out = PoolOutputs(n=30, embeddings=torch.randn(30, 4, generator=g), labeled_embeddings=torch.randn(6, 4, generator=g))

@@ -109,8 +109,7 @@ def _run_locked(cfg: RunConfig, run_dir: Path, data: Any, progress: bool) -> int
         step_bar.update(done - step_bar.n)
 
     def on_round(record: dict[str, Any]) -> None:
-        line = (f"round {record['round']:>3}  labels {record['labels']:>6}  "
-                f"test acc {_number(record['acc'])}  auc {_number(record['auc'])}")
+        line = _round_line(record)
         if bar is not None:
             bar.update(1)
             bar.write(line)
@@ -127,8 +126,7 @@ def _run_locked(cfg: RunConfig, run_dir: Path, data: Any, progress: bool) -> int
         from autoal.oracle import next_steps
 
         record = summary["record"]
-        print(f"round {record['round']:>3}  labels {record['labels']:>6}  test acc {_number(record['acc'])}  "
-              f"auc {_number(record['auc'])}  (paused for labels)")
+        print(f"{_round_line(record)}  (paused for labels)")
         print(next_steps(run_dir, Path(summary["pending"]), summary["n_images"]), flush=True)
         return 0
     print(f"AUBC {_number(summary['aubc'])}  final acc {_number(summary['final_acc'])}  "
@@ -136,6 +134,11 @@ def _run_locked(cfg: RunConfig, run_dir: Path, data: Any, progress: bool) -> int
     print(f"results: {run_dir}/{runlog.ROUNDS}, {run_dir}/{runlog.SUMMARY}; "
           f"TensorBoard: tensorboard --logdir {run_dir}/{runlog.TENSORBOARD}")
     return 0
+
+
+def _round_line(record: dict[str, Any]) -> str:
+    return (f"round {record['round']:>3}  labels {record['labels']:>6}  "
+            f"test acc {_number(record['acc'])}  auc {_number(record['auc'])}")
 
 
 def _number(value: float | None) -> str:

@@ -40,6 +40,9 @@ from experiments import results as res
 log = logging.getLogger(__name__)
 
 OVERRIDE_SEP = "+"
+#: Inside a method spec, a list setting (candidates) separates its items with this: --methods already
+#: splits on commas. autoal@candidates=entropy;margin;diversity:T=0.1 is --candidates entropy,margin,...
+LIST_SEP = ";"
 #: Settings the sweep decides itself; a method spec or config file cannot set them per run.
 SWEEP_OWNED = ("strategy", "seed", "out")
 #: Run settings this command takes as flags (all others through --config or a method's overrides).
@@ -111,10 +114,18 @@ def parse_method(spec: str, known: Sequence[str]) -> MethodSpec:
             raise UserError(f"method {spec!r}: unknown setting {key!r}; known: {', '.join(sorted(CONFIG_FIELDS))}")
         if name in SWEEP_OWNED:
             raise UserError(f"method {spec!r}: {name} is set by the sweep (--methods/--seeds/--out), not per method")
-        try:
-            value = parse_value(name, text.strip())
-        except ValueError as exc:
-            raise UserError(f"method {spec!r}: {exc}") from None
+        if name == "candidates":
+            from autoal.registry import parse_candidates
+
+            try:  # checked here, so a bad name fails before any run starts
+                value = ",".join(parse_candidates(text.replace(LIST_SEP, ",")))
+            except UserError as exc:
+                raise UserError(f"method {spec!r}: {exc}") from None
+        else:
+            try:
+                value = parse_value(name, text.strip())
+            except ValueError as exc:
+                raise UserError(f"method {spec!r}: {exc}") from None
         overrides.update(validate_settings({name: value}, where=f"method {spec!r}"))  # choices too
     if at and not overrides:
         raise UserError(f"method {spec!r}: nothing after '@'; give key=value overrides or drop the '@'")
@@ -399,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "then write results.md, results.csv, curves.png and weights.png into --out.")
     parser.add_argument("--methods", required=True,
                         help="comma-separated strategies; a candidate's parameters after ':', overrides after "
-                             "'@' as key=value joined by '+', e.g. autoal,autoal@search_mode=unrolled,entropy,"
+                             "'@' as key=value joined by '+' (a candidate pool's names joined by ';'), e.g. "
+                             "autoal,autoal@search_mode=unrolled,autoal@candidates=entropy;margin;kmeans,entropy,"
                              "diversity:T=0.1,random")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds or ranges (default: 0,1,2)")
     parser.add_argument("--config", metavar="FILE", help="TOML/JSON run settings shared by every run "

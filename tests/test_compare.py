@@ -172,8 +172,17 @@ def test_method_spec_overrides_are_typed_and_sanitised():
     assert spec.name == "entropy-epochs-3-lr-0.01-warm_start-true-backbone-cnn"
 
 
+def test_method_spec_sets_a_candidate_pool_with_semicolons():
+    specs = compare.parse_methods("autoal@candidates=entropy;diversity:T=0.1;margin+epochs=2,random", known_strategies())
+    assert [s.strategy for s in specs] == ["autoal", "random"]
+    assert specs[0].overrides == {"candidates": "entropy,diversity:T=0.1,margin", "epochs": 2}
+    assert specs[0].name == "autoal-candidates-entropy_diversity-T-0.1_margin-epochs-2"
+
+
 @pytest.mark.parametrize("spec, message", [
     ("nope", "unknown method 'nope'"),
+    ("autoal@candidates=entropy;nope", "unknown candidate"),
+    ("autoal@candidates=entropy;entropy", "names a strategy twice"),
     ("entropy@bogus=1", "unknown setting 'bogus'"),
     ("entropy@epochs=many", "epochs must be int"),
     ("entropy@backbone=vgg", "backbone must be one of"),

@@ -150,7 +150,7 @@ def check_pool_labels(cfg: RunConfig, data: ImageDataset) -> None:
                         f"or less, or a smaller --budget")
 
 
-def first_labeled(cfg: RunConfig, data: ImageDataset) -> torch.Tensor | None:
+def first_labeled(cfg: RunConfig, data: ImageDataset, progress: Progress | None = None) -> torch.Tensor | None:
     """The initial labeled set; None when a person must label the seeded one first (an unlabeled folder).
 
     The human oracle starts from the images a folder's labels.csv labels (all of them, whatever
@@ -159,7 +159,7 @@ def first_labeled(cfg: RunConfig, data: ImageDataset) -> torch.Tensor | None:
     """
     known = data.train.labels >= 0
     if cfg.oracle == "simulated" or bool(known.all()):
-        return initial_set(cfg, data)  # --init-strategy random|diverse
+        return initial_set(cfg, data, progress=progress)  # --init-strategy random|diverse (RotNet: a "rotnet" bar)
     return known.nonzero().squeeze(1) if bool(known.any()) else None
 
 
@@ -221,7 +221,7 @@ def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], 
     runlog.write_json(run_dir / runlog.CONFIG, to_dict(cfg))
     if state is None:
         labeled = torch.zeros(n_pool, dtype=torch.bool)
-        initial = first_labeled(cfg, data)
+        initial = first_labeled(cfg, data, on_progress)
         if initial is not None:
             labeled[initial] = True
         state = {"version": CHECKPOINT_VERSION, "next_round": 0, "labeled": labeled, "records": [],
@@ -275,7 +275,7 @@ def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], 
             if stop_after is not None and done_this_call >= stop_after:
                 return {}
             if human is not None and human["asks_initial"] and r == 0:
-                record, model_state, query = _initial_request(cfg, data)
+                record, model_state, query = _initial_request(cfg, data, on_progress)
             else:
                 excluded = torch.tensor(human["skipped"], dtype=torch.long) if human is not None else None
                 record, model_state, query = _round(cfg, r, learner, selector, labeled, state.get("model"), writer,
@@ -375,10 +375,11 @@ def _round(cfg: RunConfig, r: int, learner: Learner, selector: Selector, labeled
 NOT_MEASURED = "accuracy is not measured: the dataset has no test split (add PATH/test/ with its labels.csv)"
 
 
-def _initial_request(cfg: RunConfig, data: ImageDataset) -> tuple[dict[str, Any], None, dict[str, Any]]:
+def _initial_request(cfg: RunConfig, data: ImageDataset,
+                     progress: Progress | None = None) -> tuple[dict[str, Any], None, dict[str, Any]]:
     """Round 0 of a run whose pool has no labels: no model yet, a person labels the initial set
     (--init-strategy: seeded random, or diverse on a label-free representation)."""
-    picks = initial_set(cfg, data)
+    picks = initial_set(cfg, data, progress=progress)
     why = "no model yet: round 0 asks a person to label the initial set"
     record = {"round": 0, "labels": 0, "acc": float("nan"), "auc": float("nan"), "seconds": {},
               "queried": picks.tolist(), runlog.WHY_NULL: {"acc": why, "auc": why}}

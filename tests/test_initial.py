@@ -157,7 +157,9 @@ def test_mean_pairwise_distance_known_values():
 def test_the_loop_starts_from_the_diverse_set(tmp_path):
     data = make_dataset(n_train=64)
     cfg = tiny_config(init_strategy="diverse", rounds=1)
-    run(cfg, tmp_path / "run", data=data)
+    phases = []
+    run(cfg, tmp_path / "run", data=data, on_progress=lambda phase, done, total: phases.append(phase))
+    assert "rotnet" in phases  # the RotNet's training draws a progress bar, not 30 silent seconds
     state = runlog.load_checkpoint(tmp_path / "run")
     queried = {i for r in state["records"] for i in r["queried"]}
     start = set(state["labeled"].nonzero().squeeze(1).tolist()) - queried

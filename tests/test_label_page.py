@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from autoal import label, oracle, runlog
+from autoal import label, label_batch, oracle, runlog
 from autoal.errors import UserError
 
 CLASSES = ["benign", "malignant", "normal"]
@@ -109,7 +109,7 @@ def test_each_answer_is_in_labels_csv_at_once_and_survives_a_restart(server: lab
     assert saved_labels(run_dir) == {"images/0000.png": "", "images/0001.png": "", "images/0002.png": "malignant",
                                      "images/0003.png": "unsure", "images/0004.png": ""}
     # A reload, or a new server on the same batch, shows what was saved.
-    fresh = label.LabelBatch(server.batch.dir).state()
+    fresh = label_batch.LabelBatch(server.batch.dir).state()
     assert [it["label"] for it in fresh["items"]] == ["", "", "malignant", "unsure", ""]
     assert fresh["done"] == 2
     assert not list(server.batch.dir.glob("*.tmp"))  # written via a temp file that was renamed
@@ -213,7 +213,7 @@ def test_other_sites_cannot_reach_the_page(server: label.LabelServer, run_dir: P
 
 def test_concurrent_answers_do_not_lose_each_other(tmp_path: Path) -> None:
     """Each change is read-modify-write of the whole file; without the lock, two at once lose one."""
-    batch = label.LabelBatch(write_batch(tmp_path, n=24))
+    batch = label_batch.LabelBatch(write_batch(tmp_path, n=24))
     files = [f"images/{i:04d}.png" for i in range(24)]
     wanted = {f: CLASSES[i % 3] for i, f in enumerate(files)}
     switch = sys.getswitchinterval()
@@ -326,29 +326,29 @@ def test_batch_json_naming_a_file_outside_images_is_refused(run_dir: Path) -> No
 
 def test_the_batch_served_is_the_one_the_run_waits_for(run_dir: Path) -> None:
     write_batch(run_dir, round_number=2, n=3)  # newer, but the checkpoint waits for round 1
-    assert label.find_batch_dir(run_dir) == (run_dir / "queries" / "round-001", False)
+    assert label_batch.find_batch_dir(run_dir) == (run_dir / "queries" / "round-001", False)
     save_checkpoint(run_dir, next_round=2, pending_round=None)  # round 1 read; killed before round 2 was saved
-    assert label.find_batch_dir(run_dir) == (run_dir / "queries" / "round-002", False)
+    assert label_batch.find_batch_dir(run_dir) == (run_dir / "queries" / "round-002", False)
     save_checkpoint(run_dir, next_round=2, pending_round=2)
-    assert label.find_batch_dir(run_dir) == (run_dir / "queries" / "round-002", False)
+    assert label_batch.find_batch_dir(run_dir) == (run_dir / "queries" / "round-002", False)
     (run_dir / "checkpoint.pt").unlink()  # killed before the first round was saved: the newest batch
-    assert label.find_batch_dir(run_dir) == (run_dir / "queries" / "round-002", False)
+    assert label_batch.find_batch_dir(run_dir) == (run_dir / "queries" / "round-002", False)
 
 
 def test_a_run_that_read_every_batch_has_none_pending_but_round_shows_one(run_dir: Path) -> None:
     save_checkpoint(run_dir, next_round=2, pending_round=None)
     with pytest.raises(UserError, match="read every batch it wrote"):
-        label.find_batch_dir(run_dir)
-    assert label.find_batch_dir(run_dir, 1) == (run_dir / "queries" / "round-001", True)
+        label_batch.find_batch_dir(run_dir)
+    assert label_batch.find_batch_dir(run_dir, 1) == (run_dir / "queries" / "round-001", True)
     assert label.open_server(run_dir, "127.0.0.1", 0, 1).batch.state()["already_read"] is True
     with pytest.raises(UserError, match="no query batch for round 7"):
-        label.find_batch_dir(run_dir, 7)
+        label_batch.find_batch_dir(run_dir, 7)
 
 
 def test_a_missing_pending_batch_is_named(run_dir: Path) -> None:
     save_checkpoint(run_dir, next_round=3, pending_round=3)
     with pytest.raises(UserError, match="waits for the labels of round 3.*round-003"):
-        label.find_batch_dir(run_dir)
+        label_batch.find_batch_dir(run_dir)
 
 
 @pytest.mark.parametrize("csv_text,problem", [
@@ -370,7 +370,7 @@ def test_a_spreadsheet_saved_csv_is_read_as_resume_reads_it(run_dir: Path) -> No
     class names in another case are the class (as --resume reads them), shown as batch.json spells them."""
     path = run_dir / "queries" / "round-001" / "labels.csv"
     path.write_bytes("\ufeffFile,Label\r\nimages/0001.png,Normal\r\nimages/0003.png,UNSURE\r\n,\r\n".encode())
-    got = label.LabelBatch(path.parent).state()
+    got = label_batch.LabelBatch(path.parent).state()
     assert [it["label"] for it in got["items"]] == ["", "normal", "", "unsure", ""]
 
 

@@ -80,6 +80,9 @@ class RunConfig:
                         ("auto", "none", "shift", "shift-hflip", "shift-flip"))
     schedule: str = _opt("cosine", "learning rate over one training: cosine (from --lr to 0) or constant",
                          ("cosine", "constant"))
+    class_weights: str = _opt("none", "per-sample weights of the task model's loss: none, or balanced (each class "
+                                      "of the labeled set weighs the same in total, so a set that a strategy made "
+                                      "lopsided trains a model for a uniform class prior)", ("none", "balanced"))
     warm_start: bool = _opt(False, "continue training last round's model instead of training from scratch")
     mc_samples: int = _opt(20, "MC-dropout samples T for bald, var_ratio and mean_std")
     aug_views: int = _opt(50, "augmented views N_a per image whose predictions consistency compares (seed 001: "

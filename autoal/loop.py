@@ -173,7 +173,8 @@ def make_learner(cfg: RunConfig, data: ImageDataset, device: torch.device,
                              batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                              dropout=cfg.dropout, min_steps=cfg.min_steps,
                              eval_batch_size=cfg.eval_batch_size, mc_samples=cfg.mc_samples,
-                             augment=cfg.augment, schedule=cfg.schedule, precision=cfg.precision,
+                             augment=cfg.augment, schedule=cfg.schedule, class_weights=cfg.class_weights,
+                             precision=cfg.precision,
                              loss_prediction="predicted_loss" in needs, aug_views=cfg.aug_views)
     return Learner(data, settings, device, progress)
 

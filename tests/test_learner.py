@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from autoal.learner import Learner, TrainSettings, learning_rate, train_steps
+from autoal.learner import Learner, TrainSettings, balanced_weights, learning_rate, train_steps
 from conftest import make_dataset
 
 
@@ -72,6 +72,32 @@ def test_augmentation_changes_training_and_is_seeded():
     assert not torch.equal(weights("shift-flip"), weights("shift"))
 
 
+def test_balanced_weights_known_values():
+    w = balanced_weights(torch.tensor([0, 0, 0, 2]))  # class 1 absent: two classes share the weight
+    torch.testing.assert_close(w, torch.tensor([2 / 3, 2 / 3, 2 / 3, 2.0]))
+    assert float(w.mean()) == pytest.approx(1.0)
+    torch.testing.assert_close(balanced_weights(torch.tensor([1, 0, 1, 0])), torch.ones(4))
+
+
+def test_balanced_class_weights_weight_the_loss_and_none_leaves_it_alone():
+    """class_weights=balanced trains exactly as the explicit balanced sample weights do, and differs
+    from plain training on a lopsided set; on a set with equal classes it changes nothing."""
+    data = make_dataset()
+    lopsided = torch.cat([(data.train.labels == 0).nonzero().squeeze(1)[:9],
+                          (data.train.labels == 1).nonzero().squeeze(1)[:3]])
+
+    def weights(class_weights: str, rows: torch.Tensor, sample_weight=None) -> torch.Tensor:
+        settings = TrainSettings(epochs=1, min_steps=6, batch_size=4, class_weights=class_weights)
+        model = Learner(data, settings, torch.device("cpu")).fit(rows, seed=0, sample_weight=sample_weight)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    explicit = balanced_weights(data.train.labels[lopsided])
+    torch.testing.assert_close(weights("balanced", lopsided), weights("none", lopsided, explicit), rtol=0, atol=0)
+    assert not torch.equal(weights("balanced", lopsided), weights("none", lopsided))
+    even = torch.cat([(data.train.labels == c).nonzero().squeeze(1)[:3] for c in range(2)])
+    torch.testing.assert_close(weights("balanced", even), weights("none", even), rtol=0, atol=1e-6)
+
+
 def test_fit_reads_only_the_rows_it_is_given():
     """No peeking: training touches the pool rows it was handed, never the test split."""
     data = make_dataset()
@@ -88,3 +114,11 @@ def test_fit_reads_only_the_rows_it_is_given():
     rows = torch.tensor([3, 7, 11, 19, 23, 30])
     learner.fit(rows, seed=0)
     assert asked and set(torch.cat(asked).tolist()) <= set(rows.tolist())
+
+
+def test_the_run_setting_reaches_the_learner():
+    from autoal.loop import make_learner
+    from conftest import tiny_config
+
+    learner = make_learner(tiny_config(class_weights="balanced"), make_dataset(), torch.device("cpu"))
+    assert learner.settings.class_weights == "balanced"

@@ -71,6 +71,15 @@ def test_selectal_runs_in_the_loop_and_records_its_decision(tmp_path):
         assert len(set(rec["queried"])) == cfg.budget
 
 
+def test_selectal_takes_learning_loss_as_its_uncertainty_strategy(tmp_path):
+    """Its needs reach the learner: the task model carries the loss module SelectAL's high-budget
+    strategy reads (a run without it would fail on the missing predicted_loss)."""
+    cfg = tiny_config(strategy="selectal", rounds=2, selectal_repeats=1, selectal_probe_epochs=1,
+                      selectal_probe_min_steps=3, selectal_uncertainty="learning_loss")
+    assert run(cfg, tmp_path, data=make_dataset())["query_rounds"] == 2
+    assert set(runlog.read_rounds(tmp_path)[0]["selector"]["removal_acc"]) == {"typiclust", "learning_loss", "random"}
+
+
 def test_selectal_is_reproducible(tmp_path):
     cfg = tiny_config(strategy="selectal", rounds=1, selectal_repeats=1, selectal_probe_epochs=1,
                       selectal_probe_min_steps=3)

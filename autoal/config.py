@@ -54,6 +54,10 @@ class RunConfig:
                               ("random", "diverse"))
     budget: int = _opt(20, "labels queried per round")
     rounds: int = _opt(10, "query rounds (the labeled set ends at init-size + rounds * budget)")
+    pool_subset: int = _opt(0, "score only a seeded random subset of this many unlabeled samples each round (0: "
+                               "the whole pool). Gal et al. 2017's code scores 2,000 of its 40,000-image MNIST "
+                               "pool and Yoo & Kweon 2019 10,000: it cuts inference on a large pool and spreads "
+                               "a top-k batch across it")
     seed: int = _opt(0, "seed of the run: initial set, model initialisation, MC dropout, selections")
     oracle: str = _opt("simulated", "who labels the queries: simulated (the dataset's stored labels) or human: "
                                     "after each selection the run writes RUN/queries/round-NNN/ (the images, a "
@@ -359,7 +363,8 @@ def check(cfg: RunConfig) -> RunConfig:
         if value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     for name, value in {"init_size": cfg.init_size, "rounds": cfg.rounds, "mc_samples": cfg.mc_samples,
-                        "min_steps": cfg.min_steps, "aug_views": cfg.aug_views}.items():
+                        "min_steps": cfg.min_steps, "aug_views": cfg.aug_views,
+                        "pool_subset": cfg.pool_subset}.items():
         if value < 0:
             raise UserError(f"--{name.replace('_', '-')} must not be negative, got {value}")
     if cfg.init_size < 1:

@@ -88,11 +88,23 @@ def check_sizes(cfg: RunConfig, n_pool: int) -> None:
         raise UserError(f"--budget {cfg.budget} is larger than the pool ({n_pool} samples); lower --budget")
     if cfg.init_size > n_pool:
         raise UserError(f"--init-size {cfg.init_size} is larger than the pool ({n_pool} samples); lower it")
+    if 0 < cfg.pool_subset < cfg.budget:
+        raise UserError(f"--pool-subset {cfg.pool_subset} is smaller than --budget {cfg.budget}: a round cannot "
+                        f"query more samples than it scores; raise --pool-subset or use 0 (the whole pool)")
     final = cfg.init_size + cfg.rounds * cfg.budget
     if final > n_pool:
         most = (n_pool - cfg.init_size) // cfg.budget
         raise UserError(f"{cfg.rounds} rounds of {cfg.budget} after {cfg.init_size} initial labels need {final} "
                         f"samples but the pool has {n_pool}; use --rounds {most} or less, or a smaller --budget")
+
+
+def scored_subset(unlabeled: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """The unlabeled pool indices a round scores: all of them, or (``--pool-subset``) ``size`` drawn
+    uniformly with ``seed``, sorted like ``unlabeled`` so that rows still map back by search."""
+    if size <= 0 or len(unlabeled) <= size:
+        return unlabeled
+    order = torch.randperm(len(unlabeled), generator=torch.Generator().manual_seed(seed))
+    return unlabeled[order[:size]].sort().values
 
 
 def check_mc_samples(strategy: str, needs: frozenset[str], mc_samples: int) -> None:
@@ -334,7 +346,8 @@ def _round(cfg: RunConfig, r: int, learner: Learner, selector: Selector, labeled
         available = ~labeled
         if excluded is not None:
             available[excluded] = False
-        unlabeled = available.nonzero().squeeze(1)
+        unlabeled = scored_subset(available.nonzero().squeeze(1), cfg.pool_subset,
+                                  derive_seed(cfg.seed, "pool-subset", r))
         tick = time.perf_counter()
         outputs = learner.infer(model, unlabeled, selector.needs, seed=derive_seed(cfg.seed, "infer", r),
                                 labeled_rows=labeled_idx)  # core-set's centres, when a candidate needs them

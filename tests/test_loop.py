@@ -206,6 +206,34 @@ def test_sizes_that_use_the_whole_pool_work(tmp_path, data):
     assert len(set(queried)) == 56
 
 
+def test_pool_subset_is_all_a_round_scores(tmp_path, data):
+    """With a subset of exactly the budget every strategy must query the whole subset, so two
+    opposite strategies query the same samples; over the whole pool they do not."""
+    def queried(strategy: str, subset: int) -> list[list[int]]:
+        run(tiny_config(strategy=strategy, pool_subset=subset), tmp_path / f"{strategy}{subset}", data=data)
+        return [sorted(r["queried"]) for r in runlog.read_rounds(tmp_path / f"{strategy}{subset}")][:-1]
+
+    assert queried("entropy", 4) == queried("kmeans", 4)
+    assert queried("entropy", 0) != queried("kmeans", 0)
+
+
+def test_scored_subset_is_a_seeded_sorted_subset():
+    unlabeled = torch.arange(0, 200, 2)
+    subset = loop.scored_subset(unlabeled, 30, seed=1)
+    assert len(subset) == 30 and len(set(subset.tolist())) == 30
+    assert set(subset.tolist()) <= set(unlabeled.tolist())
+    assert torch.equal(subset, subset.sort().values)
+    assert torch.equal(subset, loop.scored_subset(unlabeled, 30, seed=1))
+    assert not torch.equal(subset, loop.scored_subset(unlabeled, 30, seed=2))
+    assert torch.equal(loop.scored_subset(unlabeled, 0, seed=1), unlabeled)
+    assert torch.equal(loop.scored_subset(unlabeled, 500, seed=1), unlabeled)
+
+
+def test_pool_subset_below_the_budget_is_refused(tmp_path, data):
+    with pytest.raises(UserError, match="--pool-subset 3 is smaller than --budget 4"):
+        run(tiny_config(pool_subset=3), tmp_path, data=data)
+
+
 @pytest.mark.parametrize("labels,accs,expected", [
     ([10, 20, 30], [0.5, 0.7, 0.9], 0.7),  # (10*0.6 + 10*0.8) / 20
     ([10, 20, 40], [0.2, 0.4, 0.4], (10 * 0.3 + 20 * 0.4) / 30),  # uneven steps

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
         except (KeyError, ValueError) as exc:
             parser.error(f"--set {pair}: unknown setting or bad value ({exc}); give KEY=VALUE with a run setting's name")
     cfg = from_dict(raw)
+    if cfg.oracle == "human":  # its labels live in the run's checkpoint, not in the dataset
+        parser.error(f"{args.run_dir} was labeled by a person (--oracle human); retrain rebuilds only "
+                     f"simulated-oracle runs, whose labels are the dataset's own")
     data = load_dataset(cfg.dataset, cfg.data_root, cfg.size, cfg.channels)
     labeled = labeled_at(args.run_dir, args.labels, cfg, data)
     counts = torch.bincount(data.train.labels[labeled].long(), minlength=data.n_classes).tolist()

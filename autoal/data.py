@@ -58,6 +58,9 @@ class ImageDataset:
     n_classes: int
     mean: tuple[float, ...]  # per channel, of train images scaled to [0, 1]
     std: tuple[float, ...]
+    #: the class names, where the source has them (MedMNIST's INFO, torchvision's, a folder's): what a
+    #: person labeling a batch chooses among; None shows the class indices
+    classes: tuple[str, ...] | None = None
 
     @property
     def channels(self) -> int:
@@ -125,12 +128,14 @@ def _medmnist(flag: str, root: Path, size: int) -> ImageDataset:
         raise UserError(f"missing {path}: download {url} (MD5 {info[f'MD5{suffix}']}) into {root} "
                         f"or pass --data-root DIR holding {path.name}")
     # the set's own class count: labels are checked against it, not inferred from the largest one
-    return _from_npz(path, name=flag if size == 28 else f"{flag}_{size}", n_classes=len(INFO[flag]["label"]),
-                     fix="re-download the official file")
+    names = INFO[flag]["label"]  # {"0": "adipose", ...}
+    return _from_npz(path, name=flag if size == 28 else f"{flag}_{size}", n_classes=len(names),
+                     fix="re-download the official file", classes=tuple(names[str(k)] for k in range(len(names))))
 
 
 def _from_npz(path: Path, name: str, n_classes: int | None = None,
-              fix: str = "save integer class indices 0..C-1") -> ImageDataset:
+              fix: str = "save integer class indices 0..C-1",
+              classes: tuple[str, ...] | None = None) -> ImageDataset:
     """An npz in MedMNIST layout. ``n_classes`` None: the classes are 0..max label, all present in train.
 
     The archive is unpacked once into an uncompressed cache (``unpacked_npz``) and its images are
@@ -149,7 +154,7 @@ def _from_npz(path: Path, name: str, n_classes: int | None = None,
     if len(set(shapes.values())) > 1:
         raise UserError(f"{path}: splits have different image shapes {shapes}; all must match")
     n_classes = check_labels(path, name, splits, n_classes, fix)
-    return _assemble(name, splits["train"], splits["val"], splits["test"], n_classes)
+    return _assemble(name, splits["train"], splits["val"], splits["test"], n_classes, classes)
 
 
 # --- the unpacked cache of an npz ----------------------------------------------------------
@@ -427,11 +432,12 @@ def check_labels(path: Path, name: str, splits: dict[str, Split], n_classes: int
     return n_classes
 
 
-def _assemble(name: str, train: Split, val: Split, test: Split, n_classes: int) -> ImageDataset:
+def _assemble(name: str, train: Split, val: Split, test: Split, n_classes: int,
+              classes: tuple[str, ...] | None = None) -> ImageDataset:
     if len(train) == 0 or len(test) == 0:
         raise UserError(f"dataset {name}: the train and test splits must not be empty")
     mean, std = channel_stats(train.images)  # statistics of the pool only
-    return ImageDataset(name, train, val, test, n_classes, mean, std)
+    return ImageDataset(name, train, val, test, n_classes, mean, std, classes)
 
 
 def channel_stats(images: Tensor, chunk: int = 2048) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -49,11 +49,10 @@ RESERVED = "unsure"
 UNLABELED = -1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # keywords only: its fields follow ImageDataset's defaulted ``classes``
 class FolderDataset(ImageDataset):
-    """An ImageDataset that knows its class names and the file of each pool image."""
+    """An ImageDataset that knows its class names (always) and the file of each pool image."""
 
-    classes: tuple[str, ...]
     root: str
     pool_files: tuple[str, ...]  # relative to root, one per pool index
 

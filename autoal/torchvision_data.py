@@ -64,10 +64,13 @@ def load_torchvision(name: str, data_root: str | Path, size: int = DEFAULT_SIZE)
                         f"drop --size or pass --size {spec.size}")
     root = Path(data_root).expanduser()
     cls = _dataset_class(spec)
-    train = _split(name, spec, _open(name, cls, root, train=True))
+    opened = _open(name, cls, root, train=True)
+    train = _split(name, spec, opened)
     test = _split(name, spec, _open(name, cls, root, train=False))
     empty = Split(train.images[:0], train.labels[:0])
-    return _assemble(name, train, empty, test, spec.n_classes)
+    names = getattr(opened, "classes", None)  # SVHN has none: its classes are the digits
+    classes = tuple(names) if names and len(names) == spec.n_classes else None
+    return _assemble(name, train, empty, test, spec.n_classes, classes)
 
 
 def expected_files(name: str, root: Path) -> list[tuple[Path, str | None]]:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from medmnist import INFO
 
+from autoal import oracle
 from autoal.data import MEDMNIST_2D, load_dataset
 from autoal.errors import UserError
 from conftest import synthetic_arrays, write_medmnist_npz
@@ -34,6 +35,8 @@ def test_medmnist_from_official_npz(tmp_path, flag, channels):
     assert (len(data.train), len(data.val), len(data.test)) == (20, 6, 10)
     assert data.train.labels.shape == (20,) and data.train.labels.dtype == torch.int64
     assert data.n_classes == len(INFO[flag]["label"])  # from the dataset, not from the labels seen
+    assert data.classes == tuple(INFO[flag]["label"][str(k)] for k in range(data.n_classes))
+    assert oracle.class_names(data) == list(data.classes)  # what a person labeling a batch chooses among
 
 
 def test_rgb_layout_is_transposed_not_reshaped(tmp_path):
@@ -73,6 +76,7 @@ def test_npz_path_any_name_classes_from_labels(tmp_path):
     path = write_medmnist_npz(tmp_path / "my_images.npz", n_train=30, n_classes=3)
     data = load_dataset(f"npz:{path}")
     assert data.name == "my_images" and data.n_classes == 3 and data.channels == 1
+    assert data.classes is None  # an npz names no classes: a labeler sees the indices
 
 
 def test_npz_without_val_split_gets_an_empty_one(tmp_path):

@@ -169,6 +169,7 @@ def test_mnist_family_from_idx_files(tmp_path, offline, name, cls):
     assert torch.equal(data.train.images[:, 0], torch.from_numpy(arrays["train"][0]))
     assert data.train.labels.tolist() == arrays["train"][1].tolist()
     assert data.test.labels.tolist() == arrays["t10k"][1].tolist()
+    assert data.classes == tuple(getattr(tvd, cls).classes)  # "0 - zero", ... or "T-shirt/top", ...
     assert offline == []  # files present: no download tried
 
 
@@ -191,6 +192,7 @@ def test_cifar10_from_pickled_batches(tmp_path, offline, monkeypatch):
     assert torch.equal(data.train.images, torch.from_numpy(train_x.reshape(-1, 3, 32, 32)))
     assert torch.equal(data.test.images, torch.from_numpy(test_x.reshape(-1, 3, 32, 32)))
     assert data.train.labels.tolist() == train_y and data.test.labels.tolist() == test_y  # batches 1..5 in order
+    assert data.classes[:2] == ("airplane", "automobile") and len(data.classes) == 10  # batches.meta's names
     assert data.train.images.is_contiguous() and offline == []
 
 
@@ -213,6 +215,7 @@ def test_svhn_label_10_is_the_digit_0(tmp_path, monkeypatch):
     expected = y[:, 0].astype(np.int64) % 10  # 1..9 stay, 10 -> 0
     assert data.train.labels.tolist() == expected.tolist()
     assert 0 in data.train.labels.tolist() and 10 not in data.train.labels.tolist()
+    assert data.classes is None  # torchvision names no SVHN classes
 
 
 def test_known_datasets_lists_them_and_names_are_case_insensitive(tmp_path):

@@ -251,7 +251,7 @@ def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], 
     if state.get("pool_files") not in (None, getattr(data, "files_digest", lambda: None)()):
         raise UserError(f"the images of {cfg.dataset} were added, removed or renamed since this run started, so "
                         f"its pool indices no longer name the same images; restore the folder or start a new run")
-    if state.get("classes") not in (None, list(getattr(data, "classes", []))):
+    if state.get("classes") not in (None, list(data.classes or ())):
         raise UserError(f"the classes of {cfg.dataset} changed since this run started ({', '.join(state['classes'])} "
                         f"-> {', '.join(data.classes)}); restore classes.txt or labels.csv, or start a new run")
     labeled: torch.Tensor = state["labeled"]

@@ -328,7 +328,7 @@ def next_steps(run_dir: Path, batch: Path, n_images: int) -> str:
 
 def class_names(data: Any) -> list[str]:
     """The dataset's class names (a folder's), else the class indices as text."""
-    return list(getattr(data, "classes", None) or [str(k) for k in range(data.n_classes)])
+    return list(data.classes or [str(k) for k in range(data.n_classes)])
 
 
 def write_round_batch(run_dir: Path, round_: int, data: Any, picks: Sequence[int], probs: Any,

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from autoal import runlog
+from autoal.config import check
 from autoal.errors import UserError
 from autoal.loop import run
 from autoal.methods.albl import (ALBL, RANDOM_EXPERT, _TopRanked, _Uniform, _UniformSet, draw_per_batch,
@@ -307,3 +308,18 @@ def test_albl_moves_towards_margin_on_the_planted_pool_within_a_few_rounds(plant
     last = history[:, -1]
     assert (last[:, margin] > last[:, anti]).float().mean() >= 0.75
     assert history[:, -1, margin].mean() > history[:, 6, margin].mean()  # still rising
+
+
+def test_albl_learns_under_a_pool_subset(tmp_path):
+    """A fresh subset each round leaves this round's picks unscored last round: the accuracy reward
+    still updates the experts, and the gain (which needs last round's predictions) is left out."""
+    cfg = tiny_config(strategy="albl", candidates="entropy,margin,kmeans", rounds=3, pool_subset=12)
+    run(cfg, tmp_path, data=make_dataset())
+    records = runlog.read_rounds(tmp_path)
+    assert "expert_rhat" in records[1]["selector"] and "expert_rhat" in records[2]["selector"]
+    assert records[1]["selector"]["reward"] == records[1]["selector"]["accuracy"]
+
+
+def test_albl_gain_reward_with_a_pool_subset_is_refused():
+    with pytest.raises(UserError, match="--albl-reward gain .* --pool-subset"):
+        check(tiny_config(strategy="albl", albl_reward="gain", pool_subset=12))

@@ -331,8 +331,8 @@ class ALBL(Selector):
         predicted = ctx.outputs.require("probs").argmax(dim=1).cpu()  # (N_u,)
         accuracy, accuracy_ht = importance_weighted_accuracy(predicted[draw.rows] == labels, draw.weight)
         info: dict[str, Any] = {"accuracy": accuracy, "accuracy_ht": accuracy_ht}
-        if self.previous is not None:  # last round's model on the same picks: neither has seen them
-            before = previous_predictions(self.previous, indices.cpu())
+        before = previous_predictions(self.previous, indices.cpu()) if self.previous is not None else None
+        if before is not None:  # last round's model on the same picks: neither has seen them
             info["accuracy_before"] = importance_weighted_accuracy(before == labels, draw.weight)[0]
             info["gain"] = accuracy - info["accuracy_before"]
         if self.last is not None:  # this reward is the consequence of last round's picks
@@ -371,11 +371,12 @@ class ALBL(Selector):
         self.previous = None if previous is None else {k: v.clone() for k, v in previous.items()}
 
 
-def previous_predictions(previous: dict[str, Tensor], indices: Tensor) -> Tensor:
-    """Last round's model's predicted classes (b,) at pool ``indices`` (b,), all of which were unlabeled then."""
+def previous_predictions(previous: dict[str, Tensor], indices: Tensor) -> Tensor | None:
+    """Last round's model's predicted classes (b,) at pool ``indices`` (b,); None when last round did
+    not score them all (``--pool-subset`` scores a fresh random subset each round)."""
     pos = torch.searchsorted(previous["pool"], indices)  # previous["pool"] is sorted (nonzero order)
     if (pos >= len(previous["pool"])).any() or not torch.equal(previous["pool"][pos.clamp(max=len(previous["pool"]) - 1)], indices):
-        raise RuntimeError("ALBL: this round's picks were not in last round's unlabeled pool")
+        return None
     return previous["pred"][pos].long()
 
 

@@ -20,8 +20,9 @@ Deviations, each deliberate:
 - The optimiser is the task model's (Adam, the learner's schedule), not the paper's SGD at 0.1;
   the module's gradient into the features is stopped after 60% of each fit's steps (the paper: after
   epoch 120 of 200), as the paper does.
-- The paper scores a random subset of 10,000 unlabeled samples per cycle; here the whole pool
-  (one forward of the module per batch in the round's inference pass).
+- The paper scores a random subset of 10,000 unlabeled samples per cycle; by default here the whole
+  pool (one forward of the module per batch in the round's inference pass), and ``--pool-subset
+  10000`` gives the paper's protocol.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import io
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -338,10 +338,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="where results.md, results.csv and the plots go")
     parser.add_argument("--methods", default="", help="comma-separated methods and their order (default: all)")
     parser.add_argument("--title", default="Comparison")
+    parser.add_argument("--rename", action="append", default=[], metavar="METHOD=NAME",
+                        help="show METHOD (its folder name) as NAME, e.g. a long candidate list as autoal-all15")
     args = parser.parse_args(argv)
+    names = dict(pair.partition("=")[::2] for pair in args.rename)
+    if any(not old or not new for old, new in names.items()):
+        parser.error(f"--rename takes METHOD=NAME, got {args.rename}")
     results = [r for folder in args.runs for r in collect_runs(folder)]
     methods = [m for m in args.methods.split(",") if m] or sorted({r.method for r in results})
-    results = [r for r in results if r.method in methods]
+    results = [replace(r, method=names.get(r.method, r.method)) for r in results if r.method in methods]
+    methods = [names.get(m, m) for m in methods]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stats, paired = method_stats(results, methods), paired_comparisons(results, methods)

@@ -416,3 +416,7 @@ def test_results_cli_tabulates_runs_from_several_folders(tmp_path, capsys):
     table = (tmp_path / "t" / "results.md").read_text()
     assert "| random | 2 | 0.500 | 0.700 | 0.800 |" in table and "| margin | 1 | 0.500 | 0.700 | 0.800 |" in table
     assert (tmp_path / "t" / "results.csv").read_text().splitlines()[1].startswith("random,2,")
+    assert res.main([str(tmp_path / "b"), "--out", str(tmp_path / "r"), "--methods", "random,margin",
+                     "--rename", "margin=short"]) == 0
+    table = (tmp_path / "r" / "results.md").read_text()
+    assert "| short | 1 | 0.500 | 0.700 | 0.800 |" in table and "| margin |" not in table

@@ -384,9 +384,6 @@ def check(cfg: RunConfig) -> RunConfig:
     if cfg.channels != 0 and not cfg.dataset.strip().startswith("folder:"):
         raise UserError(f"--channels {cfg.channels} applies to folder:PATH data only; {cfg.dataset} keeps its "
                         f"own channels: drop --channels")
-    if cfg.strategy == "albl" and cfg.albl_reward == "gain" and cfg.pool_subset > 0:
-        raise UserError("--albl-reward gain compares last round's model on this round's picks, which --pool-subset "
-                        "leaves unscored last round; use --albl-reward accuracy or --pool-subset 0")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
         raise UserError(f"--device {cfg.device!r} is not a device; use auto, cpu, cuda or cuda:N")
     return cfg

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from autoal import runlog
-from autoal.config import check
 from autoal.errors import UserError
 from autoal.loop import run
 from autoal.methods.albl import (ALBL, RANDOM_EXPERT, _TopRanked, _Uniform, _UniformSet, draw_per_batch,
@@ -18,7 +17,7 @@ from autoal.methods.albl import (ALBL, RANDOM_EXPERT, _TopRanked, _Uniform, _Uni
                                  importance_weighted_accuracy)
 from autoal.outputs import PoolOutputs
 from autoal.registry import candidate_choice, list_candidates
-from autoal.selectors import RoundContext
+from autoal.selectors import RoundContext, make_selector
 from conftest import make_dataset, tiny_config
 
 K, T = 4, 50
@@ -322,4 +321,4 @@ def test_albl_learns_under_a_pool_subset(tmp_path):
 
 def test_albl_gain_reward_with_a_pool_subset_is_refused():
     with pytest.raises(UserError, match="--albl-reward gain .* --pool-subset"):
-        check(tiny_config(strategy="albl", albl_reward="gain", pool_subset=12))
+        make_selector("albl", tiny_config(strategy="albl", albl_reward="gain", pool_subset=12))

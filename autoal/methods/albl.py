@@ -382,5 +382,8 @@ def previous_predictions(previous: dict[str, Tensor], indices: Tensor) -> Tensor
 
 @register_selector("albl")
 def make_albl(cfg: Any) -> ALBL:
+    if cfg.albl_reward == "gain" and cfg.pool_subset > 0:
+        raise UserError("--albl-reward gain compares last round's model on this round's picks, which --pool-subset "
+                        "leaves unscored last round; use --albl-reward accuracy or --pool-subset 0")
     return ALBL(parse_candidates(cfg.candidates), horizon=cfg.rounds * cfg.budget, batch_mode=cfg.albl_batch_mode, delta=cfg.albl_delta,
                 reward=cfg.albl_reward)

@@ -11,14 +11,14 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from experiments.results import RunResult, mean_curves, method_with_key, selector_series
+from experiments.results import RunResult, mean_curves, methods_with_key, selector_series
 
 log = logging.getLogger(__name__)
 
-#: (records' selector key, preferred method, panel title)
-WEIGHT_PANELS = (("weights", "autoal", "strategy weights"),
-                 ("contribution", "autoal", "share of the picks"),
-                 ("expert_probs", "albl", "expert probabilities"))
+#: (records' selector key, panel title): AutoAL's two, ALBL's one
+WEIGHT_PANELS = (("weights", "strategy weights"),
+                 ("contribution", "share of the picks"),
+                 ("expert_probs", "expert probabilities"))
 
 
 def have_matplotlib() -> bool:
@@ -68,28 +68,40 @@ def plot_curves(results: Sequence[RunResult], methods: Sequence[str], path: Path
     return True
 
 
+def weight_panels(results: Sequence[RunResult], methods: Sequence[str]) -> list[list[tuple[str, str, dict]]]:
+    """One row per method that logs any ``WEIGHT_PANELS`` key (every AutoAL variant of a table, not
+    just the first), each row its (method, title, series) panels."""
+    rows = []
+    for method in methods:
+        row = [(method, what, selector_series(results, method, key))
+               for key, what in WEIGHT_PANELS if methods_with_key(results, [method], key)]
+        if row:
+            rows.append(row)
+    return rows
+
+
 def plot_weights(results: Sequence[RunResult], methods: Sequence[str], path: Path) -> bool:
-    """Write weights.png with a panel per method that logs weights; False when none does."""
-    panels = []
-    for key, preferred, what in WEIGHT_PANELS:
-        method = method_with_key(results, methods, key, preferred)
-        if method is not None:
-            panels.append((method, what, selector_series(results, method, key)))
-    if not panels:
+    """Write weights.png with a row of panels per method that logs weights; False when none does."""
+    rows = weight_panels(results, methods)
+    if not rows:
         return False
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
-    for ax, (method, what, series) in zip(axes[0], panels):
-        for i, (name, (rounds, values)) in enumerate(sorted(series.items())):
-            ax.plot(rounds, values, marker="o", markersize=3, label=name, **line_style(i))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("round")
-        ax.set_ylabel(what)
-        ax.set_title(f"{method}: {what} (mean over seeds)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    ncols = max(len(row) for row in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(6.5 * ncols, 4.5 * len(rows)), squeeze=False)
+    for ax_row, row in zip(axes, rows):
+        for ax in ax_row[len(row):]:
+            ax.set_visible(False)  # ALBL has one panel beside AutoAL's two
+        for ax, (method, what, series) in zip(ax_row, row):
+            for i, (name, (rounds, values)) in enumerate(sorted(series.items())):
+                ax.plot(rounds, values, marker="o", markersize=3, label=name, **line_style(i))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("round")
+            ax.set_ylabel(what)
+            ax.set_title(f"{method}: {what} (mean over seeds)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -305,14 +305,10 @@ def selector_series(results: Sequence[RunResult], method: str, key: str) -> dict
     return series
 
 
-def method_with_key(results: Sequence[RunResult], methods: Sequence[str], key: str,
-                    preferred: str) -> str | None:
-    """The method whose records carry ``selector[key]``: ``preferred`` if it does, else the first that does."""
-    having = [m for m in methods if any(isinstance(rec.get("selector", {}).get(key), dict)
-                                        for r in results if r.method == m for rec in r.records)]
-    if not having:
-        return None
-    return preferred if preferred in having else having[0]
+def methods_with_key(results: Sequence[RunResult], methods: Sequence[str], key: str) -> list[str]:
+    """The methods (in ``methods`` order) whose records carry a ``selector[key]`` dict."""
+    return [m for m in methods if any(isinstance(rec.get("selector", {}).get(key), dict)
+                                      for r in results if r.method == m for rec in r.records)]
 
 
 def render_curve_table(curves: dict[str, Curve], every: int = 1) -> str:

@@ -146,7 +146,8 @@ def test_mean_curves_and_selector_series(tmp_path):
     assert curve.labels.tolist() == [10, 20, 30] and curve.mean.tolist() == pytest.approx([0.5, 0.75, 0.9])
     rounds, values = res.selector_series(results, "autoal", "weights")["entropy"]
     assert rounds.tolist() == [0, 1, 2] and values.tolist() == pytest.approx([0.3, 0.3, 0.3])
-    assert res.method_with_key(results, ["autoal"], "expert_probs", "albl") is None
+    assert res.methods_with_key(results, ["autoal"], "weights") == ["autoal"]
+    assert res.methods_with_key(results, ["autoal"], "expert_probs") == []
 
 
 def test_plots_are_written(tmp_path):
@@ -161,6 +162,22 @@ def test_plots_are_written(tmp_path):
     assert plots.plot_weights(results, ["autoal", "albl"], tmp_path / "weights.png")
     assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "weights.png").stat().st_size > 0
     assert not plots.plot_weights(results, ["autoal-x"], tmp_path / "none.png")  # no such method: no file
+
+
+def test_every_autoal_variant_gets_its_weight_panels(tmp_path):
+    from experiments import plots
+
+    runs = tmp_path / "runs"
+    weights = {"weights": {"entropy": 0.2}, "contribution": {"entropy": 1.0}}
+    write_fake_run(runs, "autoal", 0, [0.5, 0.7, 0.8], selector=weights)
+    write_fake_run(runs, "autoal-search_mode-heldout", 0, [0.5, 0.6, 0.8], selector=weights)
+    write_fake_run(runs, "albl", 0, [0.5, 0.6, 0.8], selector={"expert_probs": {"entropy": 1.0}})
+    write_fake_run(runs, "margin", 0, [0.5, 0.6, 0.8])
+    rows = plots.weight_panels(res.collect_runs(runs), ["margin", "autoal", "autoal-search_mode-heldout", "albl"])
+    assert [[(m, what) for m, what, _ in row] for row in rows] == [
+        [("autoal", "strategy weights"), ("autoal", "share of the picks")],
+        [("autoal-search_mode-heldout", "strategy weights"), ("autoal-search_mode-heldout", "share of the picks")],
+        [("albl", "expert probabilities")]]
 
 
 # --- method specs and seeds --------------------------------------------------------------------

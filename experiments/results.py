@@ -286,6 +286,50 @@ def mean_curves(results: Sequence[RunResult], methods: Sequence[str]) -> dict[st
     return curves
 
 
+@dataclass(frozen=True)
+class PairedCurve:
+    labels: np.ndarray  # (R,) labels at each round
+    mean_diff: np.ndarray  # (R,) mean over shared seeds of acc(reference) - acc(method)
+    leads: np.ndarray  # (R,) seeds on which the reference is ahead
+    n: int  # shared seeds
+
+
+def paired_curves(results: Sequence[RunResult], methods: Sequence[str],
+                  reference: str | None = None) -> dict[str, PairedCurve]:
+    """The reference method's test accuracy minus each other method's, round by round, paired by seed
+    (targets such as "BALD above random at every round from 100 labels on" are per-round statements).
+    A method whose runs stopped at other label counts than the reference's is left out."""
+    reference = reference or reference_method(methods)
+    ref = {r.seed: r for r in results if r.method == reference and r.finished}
+    out = {}
+    for method in methods:
+        other = {r.seed: r for r in results if r.method == method and r.finished}
+        seeds = sorted(set(ref) & set(other))
+        if method == reference or not seeds:
+            continue
+        rounds = min(min(len(ref[s].acc), len(other[s].acc)) for s in seeds)
+        if any(ref[s].labels[:rounds] != other[s].labels[:rounds] for s in seeds):
+            continue
+        diffs = np.array([np.subtract(ref[s].acc[:rounds], other[s].acc[:rounds]) for s in seeds])  # (seeds, R)
+        out[method] = PairedCurve(np.asarray(ref[seeds[0]].labels[:rounds]), diffs.mean(axis=0),
+                                  (diffs > TIE_TOLERANCE).sum(axis=0), len(seeds))
+    return out
+
+
+def render_paired_curves(paired: dict[str, PairedCurve], reference: str) -> str:
+    """Markdown: per method and round, the mean paired accuracy difference and on how many seeds the
+    reference leads."""
+    if not paired:
+        return ""
+    labels = next(iter(paired.values())).labels
+    lines = [f"| {reference} minus | seeds | " + " | ".join(str(int(n)) for n in labels) + " |",
+             "|---|---:|" + "---:|" * len(labels)]
+    for method, curve in paired.items():
+        cells = (f"{d:+.3f} ({k})" for d, k in zip(curve.mean_diff, curve.leads))
+        lines.append(f"| {method} | {curve.n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def selector_series(results: Sequence[RunResult], method: str, key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """For records' ``selector[key]`` dicts (name -> value): name -> (rounds, mean value over seeds)."""
     values: dict[str, dict[int, list[float]]] = {}
@@ -349,6 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     stats, paired = method_stats(results, methods), paired_comparisons(results, methods)
     text = render_markdown(stats, paired, args.title)
     text += "\n## Mean test accuracy by labels\n\n" + render_curve_table(mean_curves(results, methods))
+    reference = reference_method(methods)
+    by_round = render_paired_curves(paired_curves(results, methods, reference), reference)
+    if by_round:
+        text += (f"\n## {reference} against each method by labels, paired by seed\n\n"
+                 f"Mean over shared seeds of acc({reference}) − acc(method); in brackets, the seeds on which "
+                 f"{reference} is ahead.\n\n" + by_round)
     (out / "results.md").write_text(text)
     (out / "results.csv").write_text(render_csv(stats, paired))
     from experiments import plots

@@ -86,6 +86,19 @@ def test_paired_comparison_known_values(fake_sweep):
     assert row.p_value == pytest.approx(0.5)  # 2 of the 4 sign patterns are as extreme
 
 
+def test_paired_curves_known_values(fake_sweep, tmp_path):
+    (method, curve), = res.paired_curves(fake_sweep, ["autoal", "entropy"]).items()
+    assert method == "entropy" and curve.n == 2 and curve.labels.tolist() == [10, 20, 30]
+    # seed 0: (0, +0.1, +0.2); seed 1: (+0.1, 0, +0.1); the unfinished seed 2 is not paired
+    assert curve.mean_diff.tolist() == pytest.approx([0.05, 0.05, 0.15])
+    assert curve.leads.tolist() == [1, 1, 2]
+    assert "| entropy | 2 | +0.050 (1) | +0.050 (1) | +0.150 (2) |" in res.render_paired_curves(
+        res.paired_curves(fake_sweep, ["autoal", "entropy"]), "autoal")
+    write_fake_run(tmp_path / "other", "random", 0, [0.5, 0.6, 0.7], labels=(10, 30, 50))
+    other = res.collect_runs(tmp_path / "other")
+    assert res.paired_curves([*fake_sweep, *other], ["autoal", "random"]) == {}  # other label counts: not paired
+
+
 def test_reference_is_autoal_else_first_method():
     assert res.reference_method(["entropy", "autoal", "random"]) == "autoal"
     assert res.reference_method(["margin", "random"]) == "margin"

@@ -134,17 +134,7 @@ def make_checked_selector(cfg: RunConfig) -> Selector:
     selector = make_selector(cfg.strategy, cfg)
     check_mc_samples(cfg.strategy, selector.needs, cfg.mc_samples)
     check_aug_views(cfg.strategy, selector.needs, cfg.aug_views)
-    check_oracle(cfg, selector)
     return selector
-
-
-def check_oracle(cfg: RunConfig, selector: Selector) -> None:
-    """A selector that learns from each batch's labels in the process that selected it (ALBL's reward)
-    cannot wait for a person across a restart: refused with the human oracle."""
-    if cfg.oracle == "human" and type(selector).after_labeling is not Selector.after_labeling:
-        raise UserError(f"--strategy {cfg.strategy} learns from each batch's labels in the process that chose "
-                        f"it, which a person's labeling interrupts; with --oracle human use autoal, selectal "
-                        f"or a single candidate")
 
 
 def check_pool_labels(cfg: RunConfig, data: ImageDataset) -> None:
@@ -261,7 +251,8 @@ def _run(cfg: RunConfig, run_dir: Path, *, on_round: Callable[[dict[str, Any]], 
     if human is not None:
         _apply_person_labels(data, human["labels"])
         if human["pending"] is not None:  # labels read and checked before anything changes: errors lose nothing
-            record = _finish_pending(run_dir, human, labeled, data)
+            record = _finish_pending(run_dir, human, labeled, data, selector)
+            state["selector"] = selector.state_dict()  # after_labeling has consumed the pending draw
             records.append(record)
             state.update(next_round=human["pending"]["round"] + 1)
             human["pending"] = None
@@ -367,7 +358,7 @@ def _round(cfg: RunConfig, r: int, learner: Learner, selector: Selector, labeled
             if shares is None and isinstance(selector, CandidateSelector):
                 shares = [{selector.name: 1.0}] * len(picks)
             probs = outputs.probs[torch.searchsorted(unlabeled, picks)].cpu() if outputs.probs is not None else None
-            asked = {"picks": picks, "probs": probs, "contributions": shares}
+            asked = {"picks": picks, "probs": probs, "contributions": shares, "selected": True}
         else:
             labeled[picks] = True  # the simulated oracle: labels come from the ground truth
             info.update(selector.after_labeling(ctx, picks, learner.data.train.labels[picks]))
@@ -397,7 +388,7 @@ def _initial_request(cfg: RunConfig, data: ImageDataset,
     why = "no model yet: round 0 asks a person to label the initial set"
     record = {"round": 0, "labels": 0, "acc": float("nan"), "auc": float("nan"), "seconds": {},
               "queried": picks.tolist(), runlog.WHY_NULL: {"acc": why, "auc": why}}
-    return record, None, {"picks": picks, "probs": None, "contributions": None}
+    return record, None, {"picks": picks, "probs": None, "contributions": None, "selected": False}
 
 
 def _pause(run_dir: Path, state: dict[str, Any], r: int, record: dict[str, Any], model_state: dict | None,
@@ -410,7 +401,8 @@ def _pause(run_dir: Path, state: dict[str, Any], r: int, record: dict[str, Any],
     writer.flush()
     batch = oracle.write_round_batch(run_dir, r, data, query["picks"], query["probs"], query["contributions"])
     state.update(selector=selector.state_dict(), model=model_state)
-    state["human"]["pending"] = {"round": r, "picks": query["picks"].clone(), "record": record}
+    state["human"]["pending"] = {"round": r, "picks": query["picks"].clone(), "record": record,
+                                 "selected": query["selected"]}
     runlog.save_checkpoint(run_dir, state)
     return {"pending": str(batch), "round": r, "n_images": len(query["picks"]), "record": record}
 
@@ -421,8 +413,10 @@ def _apply_person_labels(data: ImageDataset, labels: torch.Tensor) -> None:
     data.train.labels[given] = labels[given]
 
 
-def _finish_pending(run_dir: Path, human: dict[str, Any], labeled: torch.Tensor, data: ImageDataset) -> dict[str, Any]:
-    """The pending round's record, after its labels are read and set (UserError before any change)."""
+def _finish_pending(run_dir: Path, human: dict[str, Any], labeled: torch.Tensor, data: ImageDataset,
+                    selector: Selector) -> dict[str, Any]:
+    """The pending round's record, after its labels are read and set (UserError before any change) and
+    handed to the selector, as the simulated oracle's are in the round itself (ALBL's reward)."""
     pending = human["pending"]
     labels, skipped = oracle.collect_labels(run_dir, pending["round"], pending["picks"].tolist(),
                                             oracle.class_names(data))
@@ -431,7 +425,13 @@ def _finish_pending(run_dir: Path, human: dict[str, Any], labeled: torch.Tensor,
     _apply_person_labels(data, human["labels"])
     labeled[rows] = True
     human["skipped"] = skipped  # left out of the next query, then back in the pool
-    return {**pending["record"], "skipped": skipped}
+    record = {**pending["record"], "skipped": skipped}
+    if pending.get("selected", False):  # not the initial set a person labels before any model
+        given = torch.tensor([i for i in pending["picks"].tolist() if i in labels], dtype=torch.long)  # pick order
+        info = selector.after_labeling(None, given, data.train.labels[given])
+        if info:
+            record["selector"] = {**record.get("selector", {}), **info}
+    return record
 
 
 def _validated(indices: torch.Tensor, labeled: torch.Tensor, budget: int, name: str) -> torch.Tensor:

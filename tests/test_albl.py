@@ -122,6 +122,29 @@ def _ctx(n: int = 20, seed: int = 0) -> RoundContext:
                         generator=torch.Generator().manual_seed(seed))
 
 
+def test_a_pending_draw_survives_the_state_dict_and_skipped_picks_leave_the_reward():
+    """With --oracle human the labels arrive in another process: the draw travels in the state."""
+    a = ALBL(["entropy", "kmeans"], horizon=25)
+    ctx = _ctx(seed=0)
+    sel = a.select(ctx)
+    b = ALBL(["entropy", "kmeans"], horizon=25)
+    b.load_state_dict(a.state_dict())  # paused with the draw pending
+    labels = torch.arange(5) % 3
+    assert b.after_labeling(None, sel.indices, labels) == a.after_labeling(ctx, sel.indices, labels)
+    a.select(_ctx(seed=1))
+    kept = a._pending["picks"][[0, 2, 3]]  # a person skipped the second and the last image
+    info = a.after_labeling(None, kept, torch.zeros(3, dtype=torch.long))
+    assert a.last["credit"].shape == (3, 3) and "reward" in info  # three trials, not five
+    assert a.state_dict()["pending"] is None  # consumed
+    a.select(_ctx(seed=2))
+    assert a.after_labeling(None, torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long)) == \
+        {"reward_skipped": "no pick of this round was labeled"}
+    assert a.last is None  # nothing labeled: nothing to credit with next round's reward
+    a.select(_ctx(seed=3))
+    with pytest.raises(RuntimeError, match="other indices"):
+        a.after_labeling(None, torch.tensor([0]), torch.tensor([0]))
+
+
 def test_state_round_trips_through_state_dict():
     a = ALBL(["entropy", "kmeans"], horizon=25)
     for r in range(3):

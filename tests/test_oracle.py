@@ -390,10 +390,35 @@ def test_the_cli_pauses_with_the_next_steps_and_exit_0(tmp_path, folder, capsys)
     assert [r["labels"] for r in runlog.read_rounds(run_dir)] == [8, 12]
 
 
+def test_albl_with_a_person_is_the_simulated_run_and_skips_leave_the_reward(tmp_path, folder):
+    """ALBL learns from each batch's labels after the run has paused for them: with a person who labels
+    truthfully every record (its reward, its expert probabilities) is the simulated oracle's."""
+    root, truth = folder
+    human_cfg = _human_config(root, strategy="albl", rounds=4)
+    files = sorted(truth)  # the person starts from the simulated run's random initial set
+    initial = loop.initial_labeled(len(files), human_cfg.init_size, human_cfg.seed).tolist()
+    oracle_rows = [(files[i], CLASSES[truth[files[i]]]) for i in initial]
+    with open(root / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("file", "label"), *oracle_rows])
+    _until_done(human_cfg, tmp_path / "human", Person(truth))
+    full = tmp_path / "full"
+    _image_folder(full, labeled=48)
+    simulated = run(dataclasses.replace(human_cfg, dataset=f"folder:{full}", oracle="simulated"), tmp_path / "sim")
+    human = _records(tmp_path / "human")
+    assert [{k: v for k, v in r.items() if k != "skipped"} for r in human] == _records(tmp_path / "sim")
+    assert [r["selector"]["reward"] for r in human[1:-1]] and all("expert_rhat" in r["selector"] for r in human[1:-1])
+    assert simulated["acc"] == [r["acc"] for r in human]
+
+    person, skips = Person(truth, skip_rounds=(1,)), tmp_path / "skips"
+    for _ in range(2):  # rounds 0 and 1 labeled (round 1 less its first image), paused at round 2
+        person.label(Path(run(human_cfg, skips)["pending"]))
+    run(human_cfg, skips)
+    last = runlog.load_checkpoint(skips)["selector"]["last"]
+    assert last["credit"].shape[0] == 3  # round 1's skipped pick is no trial of next round's reward
+
+
 def test_refused_up_front(tmp_path, folder, capsys):
     root, _ = folder
-    with pytest.raises(UserError, match="--strategy albl learns from each batch's labels"):
-        run(_human_config(root, strategy="albl"), tmp_path / "albl")
     with pytest.raises(UserError, match="40 of 48 images .* have no label .* --oracle human"):
         run(_human_config(root, oracle="simulated"), tmp_path / "sim")
     with pytest.raises(UserError, match="--channels 1 applies to folder:PATH data only"):

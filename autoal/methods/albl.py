@@ -289,7 +289,9 @@ class ALBL(Selector):
         self.last: dict[str, Tensor] | None = None  # credit and probs of last round's picks
         # last round's model's predictions over its unlabeled pool: the paired baseline of "gain"
         self.previous: dict[str, Tensor] | None = None  # {"pool": (N_u,) sorted indices, "pred": (N_u,)}
-        self._pending: tuple[Draw, Tensor] | None = None  # this round's draw, until after_labeling
+        # this round's draw, its probabilities, pool and predictions, until after_labeling: part of the
+        # state, so a person's labels may arrive in a later process (--oracle human)
+        self._pending: dict[str, Tensor] | None = None
         self._layout_written = False
 
     @property
@@ -312,28 +314,39 @@ class ALBL(Selector):
         advisors = self._advisors(ctx)
         draw_fn = draw_per_example if self.batch_mode == "per-example" else draw_per_batch
         draw = draw_fn(advisors, probs, ctx.outputs.n, ctx.budget, ctx.generator)
-        self._pending = (draw, probs)
+        # the task model of this round has not been trained on these picks: an honest estimate
+        predicted = ctx.outputs.require("probs").argmax(dim=1).cpu()  # (N_u,)
+        self._pending = {"picks": ctx.unlabeled[draw.rows].cpu(), "credit": draw.credit, "weight": draw.weight,
+                         "probs": probs, "pool": ctx.unlabeled.cpu().clone(), "pred": predicted[draw.rows],
+                         "pool_pred": predicted.to(torch.int16)}
         counts = torch.bincount(draw.expert, minlength=len(self.experts)).tolist()
         info = {"expert_probs": dict(zip(self.experts, map(float, probs))),
                 "expert_counts": dict(zip(self.experts, counts)), "pmin": self.pmin}
         self._log(ctx, probs)
         return Selection(ctx.unlabeled[draw.rows], info)
 
-    def after_labeling(self, ctx: RoundContext, indices: Tensor, labels: Tensor) -> dict[str, Any]:
+    def after_labeling(self, ctx: RoundContext | None, indices: Tensor, labels: Tensor) -> dict[str, Any]:
+        """The reward from this round's picks, read from the pending draw alone (``ctx`` is unused: with a
+        person's labels it is another process's). ``indices`` may be a subset of the picks, in pick
+        order: the images a person skipped have no label, so they are left out of the estimate and of
+        the credit (they did not enter training either)."""
         if self._pending is None:
             raise RuntimeError("ALBL.after_labeling called without a select in this round")
-        draw, probs = self._pending
-        self._pending = None
-        if not torch.equal(ctx.unlabeled[draw.rows].cpu(), indices.cpu()):
+        pending, self._pending = self._pending, None
+        indices, labels = indices.cpu(), labels.cpu()
+        kept = torch.isin(pending["picks"], indices)
+        if not torch.equal(pending["picks"][kept], indices):
             raise RuntimeError("ALBL.after_labeling got other indices than it selected")
-        labels = labels.cpu()
-        # the task model of this round has not been trained on these picks: an honest estimate
-        predicted = ctx.outputs.require("probs").argmax(dim=1).cpu()  # (N_u,)
-        accuracy, accuracy_ht = importance_weighted_accuracy(predicted[draw.rows] == labels, draw.weight)
+        self.previous, previous = {"pool": pending["pool"], "pred": pending["pool_pred"]}, self.previous
+        if not kept.any():  # every pick skipped: nothing to estimate, and nothing to credit next round
+            self.last = None
+            return {"reward_skipped": "no pick of this round was labeled"}
+        weight = pending["weight"][kept]
+        accuracy, accuracy_ht = importance_weighted_accuracy(pending["pred"][kept] == labels, weight)
         info: dict[str, Any] = {"accuracy": accuracy, "accuracy_ht": accuracy_ht}
-        before = previous_predictions(self.previous, indices.cpu()) if self.previous is not None else None
+        before = previous_predictions(previous, indices) if previous is not None else None
         if before is not None:  # last round's model on the same picks: neither has seen them
-            info["accuracy_before"] = importance_weighted_accuracy(before == labels, draw.weight)[0]
+            info["accuracy_before"] = importance_weighted_accuracy(before == labels, weight)[0]
             info["gain"] = accuracy - info["accuracy_before"]
         if self.last is not None:  # this reward is the consequence of last round's picks
             reward = info["gain"] if self.reward == "gain" else accuracy
@@ -342,8 +355,7 @@ class ALBL(Selector):
                                       horizon=self.horizon, delta=self.delta, trials=len(self.last["credit"]))
             info["reward"] = reward
             info["expert_rhat"] = dict(zip(self.experts, map(float, rhat)))
-        self.last = {"credit": draw.credit, "probs": probs}
-        self.previous = {"pool": ctx.unlabeled.cpu().clone(), "pred": predicted.to(torch.int16)}
+        self.last = {"credit": pending["credit"][kept], "probs": pending["probs"]}
         return info
 
     def _log(self, ctx: RoundContext, probs: Tensor) -> None:
@@ -359,7 +371,8 @@ class ALBL(Selector):
     def state_dict(self) -> dict[str, Any]:
         return {"experts": list(self.experts), "log_w": self.log_w.clone(), "pmin": self.pmin,
                 "last": None if self.last is None else {k: v.clone() for k, v in self.last.items()},
-                "previous": None if self.previous is None else {k: v.clone() for k, v in self.previous.items()}}
+                "previous": None if self.previous is None else {k: v.clone() for k, v in self.previous.items()},
+                "pending": None if self._pending is None else {k: v.clone() for k, v in self._pending.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["experts"] != self.experts:
@@ -369,6 +382,8 @@ class ALBL(Selector):
         self.last = None if state["last"] is None else {k: v.clone() for k, v in state["last"].items()}
         previous = state.get("previous")
         self.previous = None if previous is None else {k: v.clone() for k, v in previous.items()}
+        pending = state.get("pending")  # a draw whose labels a person has not given yet
+        self._pending = None if pending is None else {k: v.clone() for k, v in pending.items()}
 
 
 def previous_predictions(previous: dict[str, Tensor], indices: Tensor) -> Tensor | None:

@@ -100,3 +100,20 @@ def hold_lock_in_another_process(folder, what: str = "run") -> subprocess.Popen:
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     return holder
+
+
+@pytest.fixture(autouse=True)
+def fresh_event_file_counter(monkeypatch):
+    """Every test counts TensorBoard event files from 0, as a new process does.
+
+    TensorBoard names a writer's file ``events.out.tfevents.<second>.<host>.<pid>.<n>`` with a counter n
+    per process, and readers take a folder's files in name order. A resumed run adds a file. Within one
+    second, after a long test session, files 9 and 10 sort as "10" < "9", and the reader then drops the
+    newer file's events as purged: a test's own resumes would fail by the order the suite ran in. A
+    person's resume is a new process, where n starts at 0 again.
+    """
+    try:
+        from tensorboard.summary.writer import event_file_writer
+    except ImportError:
+        return
+    monkeypatch.setattr(event_file_writer, "_global_uid", event_file_writer.AtomicCounter(0))

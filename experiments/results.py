@@ -50,6 +50,7 @@ class RunResult:
     aubc: float | None  # None while the run is unfinished
     final_acc: float | None
     records: tuple[dict[str, Any], ...] = ()
+    folder: str = ""  # the run folder it was read from
 
     @property
     def finished(self) -> bool:
@@ -92,9 +93,9 @@ def load_run(run_dir: str | Path, method: str, seed: int) -> RunResult:
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
         return RunResult(method, seed, tuple(summary["labels"]), tuple(summary["acc"]),
-                         float(summary["aubc"]), float(summary["final_acc"]), records)
+                         float(summary["aubc"]), float(summary["final_acc"]), records, str(run_dir))
     return RunResult(method, seed, tuple(r["labels"] for r in records), tuple(r["acc"] for r in records),
-                     None, None, records)
+                     None, None, records, str(run_dir))
 
 
 def read_records(run_dir: Path) -> list[dict[str, Any]]:
@@ -113,6 +114,19 @@ def collect_runs(runs_dir: str | Path) -> list[RunResult]:
         if path.is_dir() and match:
             found.append(load_run(path, match["method"], int(match["seed"])))
     return sorted(found, key=lambda r: (r.method, r.seed))
+
+
+def duplicate_runs(results: Sequence[RunResult]) -> list[tuple[RunResult, RunResult]]:
+    """Pairs of finished runs of the same method and seed (two sweeps' folders given together): each
+    would count as a seed of its own in every statistic."""
+    seen: dict[tuple[str, int], RunResult] = {}
+    pairs = []
+    for r in results:
+        if r.finished:
+            if (r.method, r.seed) in seen:
+                pairs.append((seen[(r.method, r.seed)], r))
+            seen.setdefault((r.method, r.seed), r)
+    return pairs
 
 
 def reference_method(methods: Sequence[str]) -> str:
@@ -388,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m for m in args.methods.split(",") if m] or sorted({r.method for r in results})
     results = [replace(r, method=names.get(r.method, r.method)) for r in results if r.method in methods]
     methods = [names.get(m, m) for m in methods]
+    for first, second in duplicate_runs(results)[:1]:
+        parser.error(f"{first.method} seed {first.seed} finished in both {first.folder} and {second.folder}; "
+                     f"pass only one of them (a seed must count once)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stats, paired = method_stats(results, methods), paired_comparisons(results, methods)

@@ -99,6 +99,17 @@ def test_paired_curves_known_values(fake_sweep, tmp_path):
     assert res.paired_curves([*fake_sweep, *other], ["autoal", "random"]) == {}  # other label counts: not paired
 
 
+def test_a_seed_finished_in_two_folders_is_refused(tmp_path, capsys):
+    write_fake_run(tmp_path / "a", "margin", 0, [0.5, 0.6, 0.7])
+    write_fake_run(tmp_path / "b", "margin", 0, [0.5, 0.6, 0.8])
+    write_fake_run(tmp_path / "b", "margin", 1, [0.5, 0.6, 0.8])
+    write_fake_run(tmp_path / "c", "margin", 1, [0.5, 0.6], finished=False)  # a killed copy counts nowhere anyway
+    with pytest.raises(SystemExit) as stop:
+        res.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2 and "margin seed 0 finished in both" in capsys.readouterr().err
+    assert res.main([str(tmp_path / "b"), str(tmp_path / "c"), "--out", str(tmp_path / "out")]) == 0
+
+
 def test_reference_is_autoal_else_first_method():
     assert res.reference_method(["entropy", "autoal", "random"]) == "autoal"
     assert res.reference_method(["margin", "random"]) == "margin"

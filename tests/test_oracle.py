@@ -408,6 +408,12 @@ def test_albl_with_a_person_is_the_simulated_run_and_skips_leave_the_reward(tmp_
     assert [{k: v for k, v in r.items() if k != "skipped"} for r in human] == _records(tmp_path / "sim")
     assert [r["selector"]["reward"] for r in human[1:-1]] and all("expert_rhat" in r["selector"] for r in human[1:-1])
     assert simulated["acc"] == [r["acc"] for r in human]
+    items = json.loads((tmp_path / "human" / "queries" / "round-001" / "batch.json").read_text())["items"]
+    experts = [*human_cfg.candidates.split(","), "random_expert"]
+    assert all(len(it["contributions"]) == 1 and set(it["contributions"]) <= set(experts) for it in items)
+    counts = human[1]["selector"]["expert_counts"]  # each image names the expert that drew it
+    assert sum(counts.values()) == len(items) and all(
+        sum(next(iter(it["contributions"])) == e for it in items) == n for e, n in counts.items())
 
     person, skips = Person(truth, skip_rounds=(1,)), tmp_path / "skips"
     for _ in range(2):  # rounds 0 and 1 labeled (round 1 less its first image), paused at round 2

@@ -321,7 +321,9 @@ class ALBL(Selector):
                          "pool_pred": predicted.to(torch.int16)}
         counts = torch.bincount(draw.expert, minlength=len(self.experts)).tolist()
         info = {"expert_probs": dict(zip(self.experts, map(float, probs))),
-                "expert_counts": dict(zip(self.experts, counts)), "pmin": self.pmin}
+                "expert_counts": dict(zip(self.experts, counts)), "pmin": self.pmin,
+                # per pick, the expert that drew it: what a person labeling the batch sees (not recorded)
+                "pick_contributions": [{self.experts[int(k)]: 1.0} for k in draw.expert]}
         self._log(ctx, probs)
         return Selection(ctx.unlabeled[draw.rows], info)
 

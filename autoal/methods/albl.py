@@ -317,8 +317,7 @@ class ALBL(Selector):
         # the task model of this round has not been trained on these picks: an honest estimate
         predicted = ctx.outputs.require("probs").argmax(dim=1).cpu()  # (N_u,)
         self._pending = {"picks": ctx.unlabeled[draw.rows].cpu(), "credit": draw.credit, "weight": draw.weight,
-                         "probs": probs, "pool": ctx.unlabeled.cpu().clone(), "pred": predicted[draw.rows],
-                         "pool_pred": predicted.to(torch.int16)}
+                         "probs": probs, "pool": ctx.unlabeled.cpu().clone(), "pool_pred": predicted.to(torch.int16)}
         counts = torch.bincount(draw.expert, minlength=len(self.experts)).tolist()
         info = {"expert_probs": dict(zip(self.experts, map(float, probs))),
                 "expert_counts": dict(zip(self.experts, counts)), "pmin": self.pmin,
@@ -344,7 +343,8 @@ class ALBL(Selector):
             self.last = None
             return {"reward_skipped": "no pick of this round was labeled"}
         weight = pending["weight"][kept]
-        accuracy, accuracy_ht = importance_weighted_accuracy(pending["pred"][kept] == labels, weight)
+        predicted = previous_predictions(self.previous, indices)  # this round's model on its own picks
+        accuracy, accuracy_ht = importance_weighted_accuracy(predicted == labels, weight)
         info: dict[str, Any] = {"accuracy": accuracy, "accuracy_ht": accuracy_ht}
         before = previous_predictions(previous, indices) if previous is not None else None
         if before is not None:  # last round's model on the same picks: neither has seen them

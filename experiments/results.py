@@ -212,6 +212,68 @@ def paired_comparisons(results: Sequence[RunResult], methods: Sequence[str],
     return rows
 
 
+#: Methods that choose among candidate strategies; a table's other methods are single candidates. A
+#: variant's folder name starts with its selector's: autoal-search_mode-heldout, autoal_all15.
+SEARCHES = ("autoal", "albl", "selectal")
+
+
+def search_of(method: str) -> str | None:
+    """The selector a method's name belongs to (``autoal-search_mode-unrolled`` -> autoal), else None."""
+    head = re.split(r"[-_]", method, maxsplit=1)[0]
+    return head if head in SEARCHES else None
+
+
+@dataclass(frozen=True)
+class SearchTarget:
+    """A strategy search against the single candidates of the same table (issue 7's target)."""
+
+    method: str
+    aubc: float
+    best_single: str
+    best_mean: float
+    best_se: float  # std / sqrt(n); 0 with one seed
+    rank: int  # 1 + the number of single candidates with a higher mean AUBC
+    n_singles: int
+    above: dict[str, bool]  # plain albl / selectal in the table: is this search's mean above theirs
+
+    @property
+    def gap(self) -> float:
+        """AUBC minus (the best single's mean - 1 SE): >= 0 meets the target."""
+        return self.aubc - (self.best_mean - self.best_se)
+
+
+def search_targets(stats: Sequence[MethodStats]) -> list[SearchTarget]:
+    """Each finished search method against the best single candidate: is its mean AUBC at least the
+    best single's mean minus one standard error, where does it rank among the singles, and is it above
+    the other searches (ALBL, SelectAL) of the table. Empty without a finished single candidate."""
+    done = [s for s in stats if s.aubc_mean is not None]
+    singles = [s for s in done if search_of(s.method) is None]
+    if not singles:
+        return []
+    best = max(singles, key=lambda s: s.aubc_mean)
+    se = (best.aubc_std or 0.0) / math.sqrt(best.n)
+    rivals = {s.method: s.aubc_mean for s in done if s.method in SEARCHES}
+    return [SearchTarget(s.method, s.aubc_mean, best.method, best.aubc_mean, se,
+                         rank=1 + sum(x.aubc_mean > s.aubc_mean for x in singles), n_singles=len(singles),
+                         above={m: s.aubc_mean > v for m, v in rivals.items() if m != s.method})
+            for s in done if search_of(s.method) is not None]
+
+
+def render_search_targets(targets: Sequence[SearchTarget]) -> str:
+    """The targets as a Markdown table ('' without targets)."""
+    if not targets:
+        return ""
+    rivals = sorted({m for t in targets for m in t.above})
+    lines = ["| search | AUBC | best single | its mean − 1 SE | gap | rank among singles"
+             + "".join(f" | above {m}" for m in rivals) + " |",
+             "|---|---:|---|---:|---:|---:" + "|:---:" * len(rivals) + "|"]
+    for t in targets:
+        marks = "".join(f" | {'-' if m not in t.above else ('yes' if t.above[m] else 'no')}" for m in rivals)
+        lines.append(f"| {t.method} | {_num(t.aubc)} | {t.best_single} | {_num(t.best_mean - t.best_se)} "
+                     f"| {_signed(t.gap)} | {t.rank} of {t.n_singles}{marks} |")
+    return "\n".join(lines) + "\n"
+
+
 # --- rendering -------------------------------------------------------------------------------
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -409,6 +471,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stats, paired = method_stats(results, methods), paired_comparisons(results, methods)
     text = render_markdown(stats, paired, args.title)
+    targets = render_search_targets(search_targets(stats))
+    if targets:
+        text += ("\n## Each search against the best single candidate\n\n"
+                 "The target: AUBC at least the best single candidate's mean minus one standard error "
+                 "(std / √seeds), and above ALBL's and SelectAL's. gap = AUBC − (best mean − 1 SE), "
+                 "≥ 0 meets it; means over each method's own seeds.\n\n" + targets)
     text += "\n## Mean test accuracy by labels\n\n" + render_curve_table(mean_curves(results, methods))
     reference = reference_method(methods)
     by_round = render_paired_curves(paired_curves(results, methods, reference), reference)

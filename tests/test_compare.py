@@ -110,6 +110,32 @@ def test_a_seed_finished_in_two_folders_is_refused(tmp_path, capsys):
     assert res.main([str(tmp_path / "b"), str(tmp_path / "c"), "--out", str(tmp_path / "out")]) == 0
 
 
+def test_search_targets_against_the_best_single_candidate(tmp_path):
+    # AUBC = (a0 + 2 a1 + a2) / 4: margin 0.70 and 0.72 (mean 0.71, std 0.01414, SE 0.01), random 0.6
+    runs = tmp_path / "runs"
+    write_fake_run(runs, "margin", 0, [0.5, 0.7, 0.9])
+    write_fake_run(runs, "margin", 1, [0.5, 0.74, 0.9])
+    write_fake_run(runs, "random", 0, [0.5, 0.6, 0.7])
+    write_fake_run(runs, "autoal", 0, [0.5, 0.7, 0.7])  # 0.65: below margin - SE, above random
+    write_fake_run(runs, "autoal-search_mode-heldout", 0, [0.5, 0.7, 0.84])  # 0.685: misses by 0.015
+    write_fake_run(runs, "albl", 0, [0.5, 0.66, 0.7])  # 0.63
+    methods = ["autoal", "autoal-search_mode-heldout", "albl", "margin", "random"]
+    targets = {t.method: t for t in res.search_targets(res.method_stats(res.collect_runs(runs), methods))}
+    assert set(targets) == {"autoal", "autoal-search_mode-heldout", "albl"}
+    autoal = targets["autoal"]
+    assert autoal.best_single == "margin" and autoal.best_mean == pytest.approx(0.71)
+    assert autoal.best_se == pytest.approx(0.01) and autoal.gap == pytest.approx(0.65 - 0.70)
+    assert (autoal.rank, autoal.n_singles) == (2, 2) and autoal.above == {"albl": True}
+    assert targets["autoal-search_mode-heldout"].gap == pytest.approx(-0.015)
+    assert targets["albl"].above == {"autoal": False} and targets["albl"].rank == 2
+    write_fake_run(runs, "autoal_all15", 0, [0.6, 0.75, 0.9])  # 0.75: first among the singles, target met
+    (met,) = [t for t in res.search_targets(res.method_stats(res.collect_runs(runs), ["autoal_all15", "margin"]))]
+    assert met.gap == pytest.approx(0.05) and met.rank == 1
+    table = res.render_search_targets(list(targets.values()))
+    assert "| autoal | 0.6500 | margin | 0.7000 | -0.0500 | 2 of 2 | yes |" in table
+    assert res.search_targets(res.method_stats(res.collect_runs(runs), ["autoal", "albl"])) == []  # no single
+
+
 def test_reference_is_autoal_else_first_method():
     assert res.reference_method(["entropy", "autoal", "random"]) == "autoal"
     assert res.reference_method(["margin", "random"]) == "margin"

@@ -61,12 +61,7 @@ class MethodSpec:
     @property
     def name(self) -> str:
         """Folder- and table-safe name: autoal@search_mode=unrolled -> autoal-search_mode-unrolled."""
-        return sanitise(self.spec)
-
-
-def sanitise(spec: str) -> str:
-    name = re.sub(r"[@=+:,]", "-", spec.strip())
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        return res.sanitise(self.spec)
 
 
 def parse_value(name: str, text: str) -> Any:

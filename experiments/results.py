@@ -255,7 +255,7 @@ class SearchTarget:
     best_se: float  # std / sqrt(n); 0 with one seed
     rank: int  # 1 + the number of single candidates with a higher mean AUBC
     n_singles: int
-    above: dict[str, bool]  # plain albl / selectal in the table: is this search's mean above theirs
+    above: dict[str, bool]  # the plain autoal / albl / selectal rows (not itself): is its mean above theirs
     pool_mean: float | None = None  # the mean AUBC of its own candidates, when the table has them all:
     # what choosing one of them at random would earn, the baseline a search must beat to have learned
 

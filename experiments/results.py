@@ -249,6 +249,7 @@ class SearchTarget:
     """A strategy search against the single candidates of the same table (issue 7's target)."""
 
     method: str
+    seeds: int
     aubc: float
     best_single: str
     best_mean: float
@@ -284,7 +285,7 @@ def search_targets(stats: Sequence[MethodStats], results: Sequence[RunResult] = 
         pool = pools.get(method, ())
         return float(np.mean([means[m] for m in pool])) if pool and all(m in means for m in pool) else None
 
-    return [SearchTarget(s.method, s.aubc_mean, best.method, best.aubc_mean, se,
+    return [SearchTarget(s.method, s.n, s.aubc_mean, best.method, best.aubc_mean, se,
                          rank=1 + sum(x.aubc_mean > s.aubc_mean for x in singles), n_singles=len(singles),
                          above={m: s.aubc_mean > v for m, v in rivals.items() if m != s.method},
                          pool_mean=pool_mean(s.method))
@@ -296,12 +297,12 @@ def render_search_targets(targets: Sequence[SearchTarget]) -> str:
     if not targets:
         return ""
     rivals = sorted({m for t in targets for m in t.above})
-    lines = ["| search | AUBC | best single | its mean − 1 SE | gap | rank among singles | its candidates' mean"
+    lines = ["| search | seeds | AUBC | best single | its mean − 1 SE | gap | rank among singles | its candidates' mean"
              + "".join(f" | above {m}" for m in rivals) + " |",
-             "|---|---:|---|---:|---:|---:|---:" + "|:---:" * len(rivals) + "|"]
+             "|---|---:|---:|---|---:|---:|---:|---:" + "|:---:" * len(rivals) + "|"]
     for t in targets:
         marks = "".join(f" | {'-' if m not in t.above else ('yes' if t.above[m] else 'no')}" for m in rivals)
-        lines.append(f"| {t.method} | {_num(t.aubc)} | {t.best_single} | {_num(t.best_mean - t.best_se)} "
+        lines.append(f"| {t.method} | {t.seeds} | {_num(t.aubc)} | {t.best_single} | {_num(t.best_mean - t.best_se)} "
                      f"| {_signed(t.gap)} | {t.rank} of {t.n_singles} | {_num(t.pool_mean)}{marks} |")
     return "\n".join(lines) + "\n"
 
@@ -508,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         text += ("\n## Each search against the best single candidate\n\n"
                  "The target: AUBC at least the best single candidate's mean minus one standard error "
                  "(std / √seeds), and above ALBL's and SelectAL's. gap = AUBC − (best mean − 1 SE), "
-                 "≥ 0 meets it; means over each method's own seeds. Its candidates' mean: the mean AUBC of "
+                 "≥ 0 meets it; means over each method's own seeds (a search with fewer seeds than the best single "
+                 "is not yet compared on equal terms: read the paired table above). Its candidates' mean: the mean AUBC of "
                  "the strategies the search chooses among (when the table has them all), what picking "
                  "one of them at random would earn.\n\n" + targets)
     text += "\n## Mean test accuracy by labels\n\n" + render_curve_table(mean_curves(results, methods))

@@ -138,7 +138,7 @@ def test_search_targets_against_the_best_single_candidate(tmp_path):
     (met,) = [t for t in res.search_targets(res.method_stats(res.collect_runs(runs), ["autoal_all15", "margin"]))]
     assert met.gap == pytest.approx(0.05) and met.rank == 1
     table = res.render_search_targets(list(targets.values()))
-    assert "| autoal | 0.6500 | margin | 0.7000 | -0.0500 | 2 of 2 | 0.6550 | yes |" in table
+    assert "| autoal | 1 | 0.6500 | margin | 0.7000 | -0.0500 | 2 of 2 | 0.6550 | yes |" in table
     assert res.search_targets(res.method_stats(res.collect_runs(runs), ["autoal", "albl"])) == []  # no single
 
 

@@ -116,20 +116,21 @@ def test_search_targets_against_the_best_single_candidate(tmp_path):
     write_fake_run(runs, "margin", 0, [0.5, 0.7, 0.9])
     write_fake_run(runs, "margin", 1, [0.5, 0.74, 0.9])
     write_fake_run(runs, "random", 0, [0.5, 0.6, 0.7])
+    write_fake_run(runs, "kmeans", 0, [0.5, 0.6, 0.5])  # 0.55: a single outside AutoAL's pool
     write_fake_run(runs, "autoal", 0, [0.5, 0.7, 0.7])  # 0.65: below margin - SE, above random
     write_fake_run(runs, "autoal-search_mode-heldout", 0, [0.5, 0.7, 0.84])  # 0.685: misses by 0.015
     write_fake_run(runs, "albl", 0, [0.5, 0.66, 0.7])  # 0.63
     for method, pool in (("autoal", "margin,random"), ("albl", "margin,random,entropy")):
         (runs / res.run_dir_name(method, 0) / "config.json").write_text(
             json.dumps({"strategy": method, "candidates": pool}))
-    methods = ["autoal", "autoal-search_mode-heldout", "albl", "margin", "random"]
+    methods = ["autoal", "autoal-search_mode-heldout", "albl", "margin", "random", "kmeans"]
     results = res.collect_runs(runs)
     targets = {t.method: t for t in res.search_targets(res.method_stats(results, methods), results)}
     assert set(targets) == {"autoal", "autoal-search_mode-heldout", "albl"}
     autoal = targets["autoal"]
     assert autoal.best_single == "margin" and autoal.best_mean == pytest.approx(0.71)
     assert autoal.best_se == pytest.approx(0.01) and autoal.gap == pytest.approx(0.65 - 0.70)
-    assert (autoal.rank, autoal.n_singles) == (2, 2) and autoal.above == {"albl": True}
+    assert (autoal.rank, autoal.n_singles) == (2, 3) and autoal.above == {"albl": True}
     assert autoal.pool_mean == pytest.approx((0.71 + 0.6) / 2)  # its two candidates, margin and random
     assert targets["albl"].pool_mean is None  # entropy, one of its candidates, is not in the table
     assert targets["autoal-search_mode-heldout"].gap == pytest.approx(-0.015)
@@ -138,7 +139,7 @@ def test_search_targets_against_the_best_single_candidate(tmp_path):
     (met,) = [t for t in res.search_targets(res.method_stats(res.collect_runs(runs), ["autoal_all15", "margin"]))]
     assert met.gap == pytest.approx(0.05) and met.rank == 1
     table = res.render_search_targets(list(targets.values()))
-    assert "| autoal | 1 | 0.6500 | margin | 0.7000 | -0.0500 | 2 of 2 | 0.6550 | yes |" in table
+    assert "| autoal | 1 | 0.6500 | margin | 0.7000 | -0.0500 | 2 of 3 | 0.6550 | yes |" in table
     assert res.search_targets(res.method_stats(res.collect_runs(runs), ["autoal", "albl"])) == []  # no single
 
 

@@ -107,9 +107,12 @@ class RunConfig:
                                            "finds hard), unrolled (the paper's objective through k differentiable "
                                            "FitNet steps on the sel-weighted loss, with higher), heldout (minimises "
                                            "FitNet's loss on held-out L_val samples after k steps on what it "
-                                           "selected: the value of labelling) or published (the published code's "
+                                           "selected: the value of labelling), influence (first-order with that "
+                                           "value in closed form: selects the L_val samples whose one SGD step on "
+                                           "FitNet's last layer most lowers its loss on the other L_val samples; "
+                                           "costs what first-order costs) or published (the published code's "
                                            "slope 1e11 and float count penalty: shows its zero gradient)",
-                            ("first-order", "unrolled", "heldout", "published"))
+                            ("first-order", "unrolled", "heldout", "influence", "published"))
     search_epochs: int = _opt(50, "AutoAL: epochs per round of a fresh SearchNet over every round's L_val "
                                   "simulation so far (its cost grows with the rounds)")
     search_batch_size: int = _opt(64, "AutoAL: L_val (and L_tr) batch size of the search steps")

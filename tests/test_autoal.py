@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autoal import runlog
@@ -19,6 +20,7 @@ from autoal.methods.search import (
     descriptors,
     fold_ids,
     hardness,
+    heldout_value,
     labeled_folds,
     per_pick_contribution,
     selected_column,
@@ -126,6 +128,32 @@ def test_descriptors_are_sorted_probabilities_and_hardness_is_the_error_probabil
     probs = torch.tensor([[0.2, 0.7, 0.1], [0.5, 0.25, 0.25]])
     torch.testing.assert_close(descriptors(probs), torch.tensor([[0.7, 0.2, 0.1], [0.5, 0.25, 0.25]]))
     torch.testing.assert_close(hardness(probs, torch.tensor([1, 2])), torch.tensor([0.3, 0.75]))
+
+
+def test_heldout_value_ranks_samples_by_how_much_one_step_on_them_lowers_the_others_loss():
+    """The closed form against autograd: one SGD step on sample i through a real linear layer, and the
+    change it makes to the other samples' mean cross-entropy."""
+    gen = torch.Generator().manual_seed(0)
+    h, y = torch.randn(12, 5, generator=gen), torch.randint(3, (12,), generator=gen)
+    layer = nn.Linear(5, 3)
+    with torch.no_grad():
+        probs = torch.softmax(layer(h), dim=1)
+    drops = []
+    for i in range(12):
+        others = torch.arange(12) != i
+        stepped = nn.Linear(5, 3)
+        stepped.load_state_dict(layer.state_dict())
+        grads = torch.autograd.grad(F.cross_entropy(stepped(h[i:i + 1]), y[i:i + 1]), list(stepped.parameters()))
+        with torch.no_grad():
+            before = F.cross_entropy(stepped(h[others]), y[others])
+            for param, grad in zip(stepped.parameters(), grads):
+                param -= 1e-3 * grad
+            drops.append(float(before - F.cross_entropy(stepped(h[others]), y[others])))
+    expected = torch.tensor(drops).argsort().argsort().float() / 11  # distinct values: plain ranks
+    torch.testing.assert_close(heldout_value(probs, y, h), expected)
+    # a sample the model already fits (p = onehot(y)) has no gradient, so no value beyond the tie rank
+    sure = torch.eye(3)[y]
+    assert heldout_value(sure, y, h).unique().tolist() == [0.5]
 
 
 def test_per_pick_contribution_splits_a_shared_pick():
@@ -349,7 +377,7 @@ def _context(cfg, data, n_labeled: int = 16) -> tuple[RoundContext, object]:
     return ctx, selector
 
 
-@pytest.mark.parametrize("mode", ["first-order", "unrolled", "heldout"])
+@pytest.mark.parametrize("mode", ["first-order", "unrolled", "heldout", "influence"])
 def test_every_objective_reaches_searchnet_and_returns_budget_distinct_indices(mode):
     cfg = tiny_config(strategy="autoal", search_mode=mode, search_epochs=2, budget=5)
     ctx, selector = _context(cfg, make_dataset())
@@ -359,7 +387,7 @@ def test_every_objective_reaches_searchnet_and_returns_budget_distinct_indices(m
     assert info["grad_norm"] > 0 and info["search_steps"] == 2 * cfg.search_folds
     picks = selection.indices
     assert len(picks) == 5 and len(picks.unique()) == 5 and set(picks.tolist()) <= set(ctx.unlabeled.tolist())
-    for key in ("weights", "scales", "mean_w", "w_spread", "contribution", "agreement", "column_hardness"):
+    for key in ("weights", "scales", "mean_w", "w_spread", "contribution", "agreement", "column_target"):
         assert sorted(info[key]) == sorted(SEVEN), key
     assert abs(sum(info["contribution"].values()) - 1.0) < 1e-6
     assert 0.0 <= info["fitnet_val_acc"] <= 1.0

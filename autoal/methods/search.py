@@ -60,9 +60,13 @@ log = logging.getLogger(__name__)
 #:              after k differentiable FitNet steps on the sel-weighted loss (``higher``).
 #: heldout      SearchNet minimises FitNet's loss on held-out L_val samples after k differentiable steps
 #:              on what it selected: the value of labelling a sample, not its difficulty.
+#: influence    the first-order objective with the value of labelling in place of hardness: SearchNet
+#:              maximises the sel-weighted ``heldout_value`` of each L_val sample, how much one SGD step
+#:              on it lowers FitNet's loss on the other L_val samples (``heldout`` in closed form, for
+#:              FitNet's last layer and one step; no unrolling, so it costs what first-order costs).
 #: published    the published code's choices (slope 1e11, a float count penalty, the ranking loss
 #:              dropped) on the first-order objective, to show its zero gradient side by side.
-MODES = ("first-order", "unrolled", "heldout", "published")
+MODES = ("first-order", "unrolled", "heldout", "influence", "published")
 UNROLLED = ("unrolled", "heldout")
 
 
@@ -111,6 +115,40 @@ def hardness(probs: Tensor, labels: Tensor) -> Tensor:
     strategy marks (measured on the planted pool: with CE the search ends on a noise column).
     """
     return 1.0 - probs.gather(1, labels[:, None]).squeeze(1)
+
+
+def heldout_value(probs: Tensor, labels: Tensor, head_features: Tensor) -> Tensor:
+    """How much one SGD step on each sample lowers the model's loss on the others, as ranks in [0, 1], (N,).
+
+    For the last linear layer (weights and bias) sample i's cross-entropy gradient is
+    g_i = (p_i - onehot(y_i)) outer [h_i, 1], so a step -eta * g_i changes sample j's loss by
+    -eta * <g_i, g_j> = -eta * <p_i - y_i, p_j - y_j> * (<h_i, h_j> + 1): v_i = mean_{j != i} <g_i, g_j>
+    is the drop in the others' mean loss per unit step, the one-step, last-layer closed form of the
+    ``heldout`` objective's hypergradient. It is large for a sample that FitNet gets wrong in the same
+    way as many others near it (labelling it fixes them too) and small for a confident sample (g ~ 0)
+    or an outlier whose gradient points where no other sample's does. Ranked (ties averaged) and
+    scaled to [0, 1] for the reason ``hardness`` is bounded: a few confidently wrong samples have
+    gradients many times the rest and would otherwise decide the whole search.
+    """
+    n = len(labels)
+    if n < 2:
+        return torch.full((n,), 0.5, device=probs.device)
+    e = probs.float() - F.one_hot(labels, probs.shape[1]).float()  # (N, C)
+    h = head_features.float()
+    gram = (e @ e.T) * (h @ h.T + 1.0)  # (N, N): <g_i, g_j>
+    value = (gram.sum(dim=1) - gram.diagonal()) / (n - 1)
+    return average_ranks(value) / (n - 1)
+
+
+def average_ranks(x: Tensor) -> Tensor:
+    """0-based ranks of x (N,), ties given their mean rank, so equal values get equal targets."""
+    order = x.argsort()
+    ranks = torch.empty_like(x)
+    ranks[order] = torch.arange(len(x), dtype=x.dtype, device=x.device)
+    uniq, inverse = torch.unique(x, return_inverse=True)
+    sums = torch.zeros(len(uniq), dtype=x.dtype, device=x.device).index_add_(0, inverse, ranks)
+    counts = torch.zeros(len(uniq), dtype=x.dtype, device=x.device).index_add_(0, inverse, torch.ones_like(x))
+    return (sums / counts)[inverse]
 
 
 def descriptors(probs: Tensor) -> Tensor:
@@ -344,7 +382,7 @@ class AutoALSelector(Selector):
                             "--search-folds >= 1, --search-bags >= 1, "
                             "--tau-scale > 0, positive --search-lr and --unroll-lr, and non-negative "
                             "--count-penalty and --rank-weight")
-        self.needs = needs_of(self.candidates) | {"probs"}
+        self.needs = needs_of(self.candidates) | {"probs"} | ({"head_features"} if cfg.search_mode == "influence" else set())
         self.searchnet: SearchNet | SearchEnsemble | None = None  # this round's, fitted by _search
         self.optimizer: torch.optim.Optimizer | None = None
         self.fitnet_states: dict[int, dict[str, Tensor]] = {}  # by fold: each fold's FitNet of last round
@@ -407,8 +445,8 @@ class AutoALSelector(Selector):
         sims = self.memory[-len(splits):]
         losses, columns = torch.cat([m["loss"] for m in sims]), torch.cat([m["a"] for m in sims])
         out["fitnet_val_acc"] = float(torch.cat([m["correct"] for m in sims]).float().mean())
-        # how hard each candidate's L_val picks are for FitNet: the evidence the search learns from
-        out["column_hardness"] = {n: float((columns[:, k] * losses).sum() / columns[:, k].sum().clamp_min(1e-12))
+        # how hard (influence: how valuable) each candidate's L_val picks are: the evidence the search learns from
+        out["column_target"] = {n: float((columns[:, k] * losses).sum() / columns[:, k].sum().clamp_min(1e-12))
                                   for k, n in enumerate(self.candidates)}
         if cfg.search_epochs == 0:
             return {**out, **{k: v for k, v in skipped.items() if k != "fitnet_val_acc"},
@@ -458,8 +496,10 @@ class AutoALSelector(Selector):
         probs_val = val_out.probs.to(device)
         a_val = selected_columns(self.candidates, val_out, r * len(l_val),
                                  derive_seed(ctx.seed, "val-columns", *_index_key(fold))).to(device)  # (n_val, K)
+        target = (heldout_value(probs_val, y_val, val_out.require("head_features").to(device))
+                  if self.cfg.search_mode == "influence" else hardness(probs_val, y_val))
         self.memory.append({"rows": l_val, "a": a_val.cpu(), "d": descriptors(probs_val).cpu(),
-                            "loss": hardness(probs_val, y_val).cpu(), "r": r, "fold": fold,
+                            "loss": target.cpu(), "r": r, "fold": fold,
                             "correct": (probs_val.argmax(1) == y_val).cpu()})
         return fitnet
 

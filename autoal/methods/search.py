@@ -382,6 +382,7 @@ class AutoALSelector(Selector):
                             "--search-folds >= 1, --search-bags >= 1, "
                             "--tau-scale > 0, positive --search-lr and --unroll-lr, and non-negative "
                             "--count-penalty and --rank-weight")
+        # influence's target multiplies each L_val sample's last-layer gradient factors (probs, head features)
         self.needs = needs_of(self.candidates) | {"probs"} | ({"head_features"} if cfg.search_mode == "influence" else set())
         self.searchnet: SearchNet | SearchEnsemble | None = None  # this round's, fitted by _search
         self.optimizer: torch.optim.Optimizer | None = None

@@ -382,8 +382,10 @@ class AutoALSelector(Selector):
                             "--search-folds >= 1, --search-bags >= 1, "
                             "--tau-scale > 0, positive --search-lr and --unroll-lr, and non-negative "
                             "--count-penalty and --rank-weight")
-        # influence's target multiplies each L_val sample's last-layer gradient factors (probs, head features)
-        self.needs = needs_of(self.candidates) | {"probs"} | ({"head_features"} if cfg.search_mode == "influence" else set())
+        self.needs = needs_of(self.candidates) | {"probs"}
+        # influence's target multiplies each L_val sample's last-layer gradient factors (probs, head features):
+        # FitNet's L_val pass needs them, the pool's does not
+        self.val_needs = self.needs | ({"head_features"} if cfg.search_mode == "influence" else set())
         self.searchnet: SearchNet | SearchEnsemble | None = None  # this round's, fitted by _search
         self.optimizer: torch.optim.Optimizer | None = None
         self.fitnet_states: dict[int, dict[str, Tensor]] = {}  # by fold: each fold's FitNet of last round
@@ -491,7 +493,7 @@ class AutoALSelector(Selector):
         learner, device = ctx.learner, ctx.learner.device
         fitnet = self._fitnet(ctx, l_tr, fold)
         # L_tr plays the labeled set: candidates that start from it (coreset, diversity) see its embeddings
-        val_out = learner.infer(fitnet, l_val, self.needs, seed=derive_seed(ctx.seed, "fitnet-infer", *_index_key(fold)),
+        val_out = learner.infer(fitnet, l_val, self.val_needs, seed=derive_seed(ctx.seed, "fitnet-infer", *_index_key(fold)),
                                 labeled_rows=l_tr)
         y_val = learner.data.train.labels[l_val].to(device)
         probs_val = val_out.probs.to(device)

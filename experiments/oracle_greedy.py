@@ -1,0 +1,136 @@
+"""How much can choosing a candidate per round gain, at best? An oracle's one-round lookahead (issue 7).
+
+AutoAL, ALBL and SelectAL all choose among the candidates round by round, from evidence the run can
+see. This script replaces that evidence with the truth: each round, for every candidate, it trains
+next round's task model on the labeled set plus that candidate's batch (the loop's own recipe and seed,
+so the chosen candidate's lookahead model is exactly next round's model) and scores it on the
+dataset's **val split** (never the test split, which the AUBC is measured on). It queries the batch of
+the candidate whose lookahead scores best.
+
+That is an upper bound for any per-round search that picks one candidate from a one-round-ahead
+signal: with the real labels and the real model it sees what no simulation on L_tr/L_val can. Two
+readings follow. If it beats the best single candidate, a per-round search can, and the search's
+estimator is what falls short. If it does not, choosing one candidate per round by its next-round
+value cannot reach the best single candidate either, however good the estimate: the best single
+one wins through the whole trajectory, not round by round.
+
+The records (rounds.jsonl, ``selector``) hold every candidate's lookahead val accuracy per round, so
+the script also prints how often each candidate was the round's best and where the best single
+candidate ranked:
+
+    python -m experiments.oracle_greedy --config experiments/configs/digits.toml --seeds 0,1,2,3,4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from autoal.config import RunConfig
+from autoal.errors import UserError
+from autoal.learner import accuracy
+from autoal.registry import candidate_choice, needs_of, parse_candidates
+from autoal.rng import derive_seed, generator
+from autoal.selectors import RoundContext, Selection, Selector, register_selector
+
+NAME = "oracle_greedy"
+
+
+def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: int) -> tuple[dict[str, float], dict[str, Tensor]]:
+    """Per candidate: the val accuracy of a task model trained on L + its batch, and the batch (pool rows).
+
+    Every candidate's model is trained with the same seed (common random numbers), so the accuracies
+    differ by the batches alone.
+    """
+    learner = ctx.learner
+    val = learner.data.val
+    if len(val) == 0:
+        raise UserError("the oracle scores lookahead models on the val split, and this dataset has none")
+    accs, batches = {}, {}
+    for name in candidates:
+        rows = candidate_choice(name, ctx.outputs, budget=ctx.budget, generator=generator(ctx.seed, "oracle", name))
+        batch = ctx.unlabeled[rows.cpu()]
+        model = learner.fit(torch.cat([ctx.labeled.cpu(), batch]).sort().values, train_seed)
+        probs = learner.infer(model, torch.arange(len(val)), frozenset({"probs"}), seed=0, split=val,
+                              phase="evaluate").probs.cpu()
+        accs[name], batches[name] = accuracy(probs, val.labels), batch
+    return accs, batches
+
+
+class OracleGreedy(Selector):
+    """Query the batch of the candidate whose next-round model scores best on the val split."""
+
+    name = NAME
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.candidates = parse_candidates(cfg.candidates)
+        self.needs = needs_of(self.candidates)
+
+    def select(self, ctx: RoundContext) -> Selection:
+        # the loop trains round r + 1's model from scratch with this seed (warm_start off, the default)
+        accs, batches = lookahead_accuracies(ctx, self.candidates, derive_seed(self.cfg.seed, "train", ctx.round + 1))
+        best = max(accs.values())
+        tied = [n for n in self.candidates if accs[n] == best]  # ties: at random, from the run's generator
+        chosen = tied[int(torch.randint(len(tied), (1,), generator=ctx.generator))]
+        return Selection(batches[chosen], {"chosen": chosen, "lookahead_val_acc": accs})
+
+
+@register_selector(NAME)
+def make_oracle_greedy(cfg: RunConfig) -> Selector:
+    if cfg.warm_start:
+        raise UserError("the oracle mirrors the loop's from-scratch training: run it without --warm-start")
+    return OracleGreedy(cfg)
+
+
+def round_figures(records: list[dict[str, Any]], reference: str) -> dict[str, Any]:
+    """How often each candidate was chosen, and the reference candidate's rank per round (1 = best)."""
+    rounds = [r["selector"] for r in records if "selector" in r]
+    ranks = []
+    for info in rounds:
+        accs = info["lookahead_val_acc"]
+        ranks.append(1 + sum(v > accs[reference] for v in accs.values()))
+    return {"chosen": Counter(info["chosen"] for info in rounds), "reference_rank": ranks}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from experiments.planted import planted_config
+    from autoal.data import load_dataset
+    from autoal.loop import run
+    from autoal.runlog import read_rounds
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="experiments/configs/digits.toml")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--set", default="", help="extra settings key=value joined by +")
+    parser.add_argument("--reference", default="margin", help="the candidate whose rank per round is printed")
+    parser.add_argument("--out", default="runs/oracle")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)  # runs reproduce at a fixed thread count
+    base: RunConfig = planted_config(args.config, args.set)
+    data = load_dataset(base.dataset, base.data_root, base.size)
+    total: Counter = Counter()
+    for seed in (int(s) for s in args.seeds.split(",")):
+        folder = Path(args.out) / f"{NAME}-seed{seed}"
+        summary_file = folder / "summary.json"  # a finished run is read back, a killed one resumes
+        summary = (json.loads(summary_file.read_text()) if summary_file.is_file()
+                   else run(replace(base, seed=seed, strategy=NAME), folder, data=data))
+        fig = round_figures(read_rounds(folder), args.reference)
+        total.update(fig["chosen"])
+        print(f"seed {seed}: AUBC {summary['aubc']:.4f}  chosen {dict(fig['chosen'])}  "
+              f"{args.reference}'s rank per round {fig['reference_rank']}", flush=True)
+    print(f"chosen over all seeds: {dict(total.most_common())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

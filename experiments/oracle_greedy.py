@@ -92,13 +92,17 @@ def make_oracle_greedy(cfg: RunConfig) -> Selector:
 
 
 def round_figures(records: list[dict[str, Any]], reference: str) -> dict[str, Any]:
-    """How often each candidate was chosen, and the reference candidate's rank per round (1 = best)."""
+    """How often each candidate was chosen, the reference candidate's rank per round (1 = best), and
+    each candidate's lookahead accuracy minus the round's mean over candidates, per round."""
     rounds = [r["selector"] for r in records if "selector" in r]
-    ranks = []
+    ranks, advantage = [], {}
     for info in rounds:
         accs = info["lookahead_val_acc"]
         ranks.append(1 + sum(v > accs[reference] for v in accs.values()))
-    return {"chosen": Counter(info["chosen"] for info in rounds), "reference_rank": ranks}
+        mean = sum(accs.values()) / len(accs)
+        for name, acc in accs.items():
+            advantage.setdefault(name, []).append(acc - mean)
+    return {"chosen": Counter(info["chosen"] for info in rounds), "reference_rank": ranks, "advantage": advantage}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     base: RunConfig = planted_config(args.config, args.set)
     data = load_dataset(base.dataset, base.data_root, base.size)
     total: Counter = Counter()
+    advantage: dict[str, list[float]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         folder = Path(args.out) / f"{NAME}-seed{seed}"
         summary_file = folder / "summary.json"  # a finished run is read back, a killed one resumes
@@ -126,9 +131,14 @@ def main(argv: list[str] | None = None) -> int:
                    else run(replace(base, seed=seed, strategy=NAME), folder, data=data))
         fig = round_figures(read_rounds(folder), args.reference)
         total.update(fig["chosen"])
+        for name, values in fig["advantage"].items():
+            advantage.setdefault(name, []).extend(values)
         print(f"seed {seed}: AUBC {summary['aubc']:.4f}  chosen {dict(fig['chosen'])}  "
               f"{args.reference}'s rank per round {fig['reference_rank']}", flush=True)
     print(f"chosen over all seeds: {dict(total.most_common())}")
+    print("lookahead val accuracy minus the round's mean over candidates, mean over rounds and seeds:")
+    for name, values in sorted(advantage.items(), key=lambda kv: -sum(kv[1]) / len(kv[1])):
+        print(f"  {name:18s} {sum(values) / len(values):+.4f}  (chosen in {total[name]} of {len(values)} rounds)")
     return 0
 
 

@@ -41,54 +41,71 @@ from autoal.registry import candidate_choice, needs_of, parse_candidates
 from autoal.rng import derive_seed, generator
 from autoal.selectors import RoundContext, Selection, Selector, register_selector
 
-NAME = "oracle_greedy"
+NAME = "oracle_greedy"  # judges on the val split
+POOL_NAME = "oracle_greedy_pool"  # judges on the rest of the pool: more images, the same truth the loop labels from
 
 
-def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: int) -> tuple[dict[str, float], dict[str, Tensor]]:
-    """Per candidate: the val accuracy of a task model trained on L + its batch, and the batch (pool rows).
+def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: int,
+                         judge: str = "val") -> tuple[dict[str, float], dict[str, Tensor]]:
+    """Per candidate: the accuracy of a task model trained on L + its batch, and the batch (pool rows).
 
-    Every candidate's model is trained with the same seed (common random numbers), so the accuracies
-    differ by the batches alone.
+    ``judge`` "val": on the val split; "pool": on the unlabeled pool less every candidate's batch (one
+    set for all). Every candidate's model is trained with the same seed (common random numbers), so
+    the accuracies differ by the batches alone.
     """
     learner = ctx.learner
-    val = learner.data.val
-    if len(val) == 0:
-        raise UserError("the oracle scores lookahead models on the val split, and this dataset has none")
-    accs, batches = {}, {}
-    for name in candidates:
-        rows = candidate_choice(name, ctx.outputs, budget=ctx.budget, generator=generator(ctx.seed, "oracle", name))
-        batch = ctx.unlabeled[rows.cpu()]
+    batches = {name: ctx.unlabeled[candidate_choice(name, ctx.outputs, budget=ctx.budget,
+                                                    generator=generator(ctx.seed, "oracle", name)).cpu()]
+               for name in candidates}
+    if judge == "val":
+        split, rows = learner.data.val, torch.arange(len(learner.data.val))
+        if len(rows) == 0:
+            raise UserError("the oracle scores lookahead models on the val split, and this dataset has none; "
+                            f"use {POOL_NAME}")
+    else:
+        split, rows = learner.data.train, ctx.unlabeled[~torch.isin(ctx.unlabeled, torch.cat(list(batches.values())))]
+    accs = {}
+    for name, batch in batches.items():
         model = learner.fit(torch.cat([ctx.labeled.cpu(), batch]).sort().values, train_seed)
-        probs = learner.infer(model, torch.arange(len(val)), frozenset({"probs"}), seed=0, split=val,
-                              phase="evaluate").probs.cpu()
-        accs[name], batches[name] = accuracy(probs, val.labels), batch
+        probs = learner.infer(model, rows, frozenset({"probs"}), seed=0, split=split, phase="evaluate").probs.cpu()
+        accs[name] = accuracy(probs, split.labels[rows])
     return accs, batches
 
 
 class OracleGreedy(Selector):
-    """Query the batch of the candidate whose next-round model scores best on the val split."""
+    """Query the batch of the candidate whose next-round model scores best (on the val split, or on
+    the rest of the pool with ``judge="pool"``)."""
 
-    name = NAME
-
-    def __init__(self, cfg: RunConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: RunConfig, judge: str = "val"):
+        self.cfg, self.judge = cfg, judge
+        self.name = NAME if judge == "val" else POOL_NAME
         self.candidates = parse_candidates(cfg.candidates)
         self.needs = needs_of(self.candidates)
 
     def select(self, ctx: RoundContext) -> Selection:
         # the loop trains round r + 1's model from scratch with this seed (warm_start off, the default)
-        accs, batches = lookahead_accuracies(ctx, self.candidates, derive_seed(self.cfg.seed, "train", ctx.round + 1))
+        accs, batches = lookahead_accuracies(ctx, self.candidates, derive_seed(self.cfg.seed, "train", ctx.round + 1),
+                                             self.judge)
         best = max(accs.values())
         tied = [n for n in self.candidates if accs[n] == best]  # ties: at random, from the run's generator
         chosen = tied[int(torch.randint(len(tied), (1,), generator=ctx.generator))]
-        return Selection(batches[chosen], {"chosen": chosen, "lookahead_val_acc": accs})
+        return Selection(batches[chosen], {"chosen": chosen, f"lookahead_{self.judge}_acc": accs})
+
+
+def _checked(cfg: RunConfig) -> RunConfig:
+    if cfg.warm_start:
+        raise UserError("the oracle mirrors the loop's from-scratch training: run it without --warm-start")
+    return cfg
 
 
 @register_selector(NAME)
 def make_oracle_greedy(cfg: RunConfig) -> Selector:
-    if cfg.warm_start:
-        raise UserError("the oracle mirrors the loop's from-scratch training: run it without --warm-start")
-    return OracleGreedy(cfg)
+    return OracleGreedy(_checked(cfg), "val")
+
+
+@register_selector(POOL_NAME)
+def make_oracle_greedy_pool(cfg: RunConfig) -> Selector:
+    return OracleGreedy(_checked(cfg), "pool")
 
 
 def round_figures(records: list[dict[str, Any]], reference: str) -> dict[str, Any]:
@@ -97,7 +114,7 @@ def round_figures(records: list[dict[str, Any]], reference: str) -> dict[str, An
     rounds = [r["selector"] for r in records if "selector" in r]
     ranks, advantage = [], {}
     for info in rounds:
-        accs = info["lookahead_val_acc"]
+        accs = info.get("lookahead_val_acc") or info["lookahead_pool_acc"]
         ranks.append(1 + sum(v > accs[reference] for v in accs.values()))
         mean = sum(accs.values()) / len(accs)
         for name, acc in accs.items():
@@ -116,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--set", default="", help="extra settings key=value joined by +")
     parser.add_argument("--reference", default="margin", help="the candidate whose rank per round is printed")
+    parser.add_argument("--judge", choices=("val", "pool"), default="val",
+                        help="score the lookahead models on the val split, or on the rest of the pool")
     parser.add_argument("--out", default="runs/oracle")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -125,10 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     total: Counter = Counter()
     advantage: dict[str, list[float]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
-        folder = Path(args.out) / f"{NAME}-seed{seed}"
+        method = NAME if args.judge == "val" else POOL_NAME
+        folder = Path(args.out) / f"{method}-seed{seed}"
         summary_file = folder / "summary.json"  # a finished run is read back, a killed one resumes
         summary = (json.loads(summary_file.read_text()) if summary_file.is_file()
-                   else run(replace(base, seed=seed, strategy=NAME), folder, data=data))
+                   else run(replace(base, seed=seed, strategy=method), folder, data=data))
         fig = round_figures(read_rounds(folder), args.reference)
         total.update(fig["chosen"])
         for name, values in fig["advantage"].items():
@@ -136,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: AUBC {summary['aubc']:.4f}  chosen {dict(fig['chosen'])}  "
               f"{args.reference}'s rank per round {fig['reference_rank']}", flush=True)
     print(f"chosen over all seeds: {dict(total.most_common())}")
-    print("lookahead val accuracy minus the round's mean over candidates, mean over rounds and seeds:")
+    print("lookahead accuracy minus the round's mean over candidates, mean over rounds and seeds:")
     for name, values in sorted(advantage.items(), key=lambda kv: -sum(kv[1]) / len(kv[1])):
         print(f"  {name:18s} {sum(values) / len(values):+.4f}  (chosen in {total[name]} of {len(values)} rounds)")
     return 0

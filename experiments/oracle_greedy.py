@@ -14,9 +14,15 @@ estimator is what falls short. If it does not, choosing one candidate per round 
 value cannot reach the best single candidate either, however good the estimate: the best single
 one wins through the whole trajectory, not round by round.
 
-The records (rounds.jsonl, ``selector``) hold every candidate's lookahead val accuracy per round, so
-the script also prints how often each candidate was the round's best and where the best single
-candidate ranked:
+Three variants (``--method``): ``oracle_greedy`` judges on the val split; ``oracle_greedy_pool`` on the
+unlabeled pool less every candidate's batch (the truth the simulated oracle labels from: 6x digits'
+val split); ``oracle_leader_pool`` judges on the pool too but queries the candidate whose lookahead
+advantage over the round's mean, summed over rounds so far, is highest, so a belief carried across
+rounds averages one round's noise out.
+
+The records (rounds.jsonl, ``selector``) hold every candidate's lookahead accuracy per round, so
+the script also prints how often each candidate was chosen and where the best single candidate
+ranked:
 
     python -m experiments.oracle_greedy --config experiments/configs/digits.toml --seeds 0,1,2,3,4
 """
@@ -43,6 +49,7 @@ from autoal.selectors import RoundContext, Selection, Selector, register_selecto
 
 NAME = "oracle_greedy"  # judges on the val split
 POOL_NAME = "oracle_greedy_pool"  # judges on the rest of the pool: more images, the same truth the loop labels from
+LEADER_NAME = "oracle_leader_pool"  # the pool judge, choosing by the lookahead advantage summed over rounds
 
 
 def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: int,
@@ -74,22 +81,34 @@ def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: i
 
 class OracleGreedy(Selector):
     """Query the batch of the candidate whose next-round model scores best (on the val split, or on
-    the rest of the pool with ``judge="pool"``)."""
+    the rest of the pool with ``judge="pool"``). ``rule="leader"``: the candidate whose lookahead
+    accuracy, less the round's mean over candidates, summed over this and every earlier round, is
+    highest (follow the leader: the belief carried across rounds, one round's noise averaged out)."""
 
-    def __init__(self, cfg: RunConfig, judge: str = "val"):
-        self.cfg, self.judge = cfg, judge
-        self.name = NAME if judge == "val" else POOL_NAME
+    def __init__(self, cfg: RunConfig, name: str, judge: str = "val", rule: str = "greedy"):
+        self.cfg, self.name, self.judge, self.rule = cfg, name, judge, rule
         self.candidates = parse_candidates(cfg.candidates)
         self.needs = needs_of(self.candidates)
+        self.advantage = {n: 0.0 for n in self.candidates}  # summed over rounds (rule "leader")
 
     def select(self, ctx: RoundContext) -> Selection:
         # the loop trains round r + 1's model from scratch with this seed (warm_start off, the default)
         accs, batches = lookahead_accuracies(ctx, self.candidates, derive_seed(self.cfg.seed, "train", ctx.round + 1),
                                              self.judge)
-        best = max(accs.values())
-        tied = [n for n in self.candidates if accs[n] == best]  # ties: at random, from the run's generator
+        mean = sum(accs.values()) / len(accs)
+        for n in self.candidates:
+            self.advantage[n] += accs[n] - mean
+        value = accs if self.rule == "greedy" else self.advantage
+        best = max(value.values())
+        tied = [n for n in self.candidates if value[n] == best]  # ties: at random, from the run's generator
         chosen = tied[int(torch.randint(len(tied), (1,), generator=ctx.generator))]
         return Selection(batches[chosen], {"chosen": chosen, f"lookahead_{self.judge}_acc": accs})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"advantage": dict(self.advantage)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.advantage.update(state.get("advantage", {}))
 
 
 def _checked(cfg: RunConfig) -> RunConfig:
@@ -100,12 +119,17 @@ def _checked(cfg: RunConfig) -> RunConfig:
 
 @register_selector(NAME)
 def make_oracle_greedy(cfg: RunConfig) -> Selector:
-    return OracleGreedy(_checked(cfg), "val")
+    return OracleGreedy(_checked(cfg), NAME, "val")
 
 
 @register_selector(POOL_NAME)
 def make_oracle_greedy_pool(cfg: RunConfig) -> Selector:
-    return OracleGreedy(_checked(cfg), "pool")
+    return OracleGreedy(_checked(cfg), POOL_NAME, "pool")
+
+
+@register_selector(LEADER_NAME)
+def make_oracle_leader_pool(cfg: RunConfig) -> Selector:
+    return OracleGreedy(_checked(cfg), LEADER_NAME, "pool", rule="leader")
 
 
 def round_figures(records: list[dict[str, Any]], reference: str) -> dict[str, Any]:
@@ -133,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--set", default="", help="extra settings key=value joined by +")
     parser.add_argument("--reference", default="margin", help="the candidate whose rank per round is printed")
-    parser.add_argument("--judge", choices=("val", "pool"), default="val",
-                        help="score the lookahead models on the val split, or on the rest of the pool")
+    parser.add_argument("--method", choices=(NAME, POOL_NAME, LEADER_NAME), default=NAME,
+                        help=f"{NAME}: the best lookahead on the val split; {POOL_NAME}: on the rest of the pool; "
+                             f"{LEADER_NAME}: the best lookahead on the pool summed over rounds")
     parser.add_argument("--out", default="runs/oracle")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -144,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     total: Counter = Counter()
     advantage: dict[str, list[float]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
-        method = NAME if args.judge == "val" else POOL_NAME
+        method = args.method
         folder = Path(args.out) / f"{method}-seed{seed}"
         summary_file = folder / "summary.json"  # a finished run is read back, a killed one resumes
         summary = (json.loads(summary_file.read_text()) if summary_file.is_file()

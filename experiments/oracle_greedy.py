@@ -14,11 +14,11 @@ estimator is what falls short. If it does not, choosing one candidate per round 
 value cannot reach the best single candidate either, however good the estimate: the best single
 one wins through the whole trajectory, not round by round.
 
-Three variants (``--method``): ``oracle_greedy`` judges on the val split; ``oracle_greedy_pool`` on the
+Four variants (``--method``): ``oracle_greedy`` judges on the val split; ``oracle_greedy_pool`` on the
 unlabeled pool less every candidate's batch (the truth the simulated oracle labels from: 6x digits'
-val split); ``oracle_leader_pool`` judges on the pool too but queries the candidate whose lookahead
-advantage over the round's mean, summed over rounds so far, is highest, so a belief carried across
-rounds averages one round's noise out.
+val split). ``oracle_leader`` and ``oracle_leader_pool`` judge the same ways but query the candidate
+whose lookahead advantage over the round's mean, summed over rounds so far, is highest, so a belief
+carried across rounds averages one round's noise out.
 
 The records (rounds.jsonl, ``selector``) hold every candidate's lookahead accuracy per round, so
 the script also prints how often each candidate was chosen and where the best single candidate
@@ -49,7 +49,8 @@ from autoal.selectors import RoundContext, Selection, Selector, register_selecto
 
 NAME = "oracle_greedy"  # judges on the val split
 POOL_NAME = "oracle_greedy_pool"  # judges on the rest of the pool: more images, the same truth the loop labels from
-LEADER_NAME = "oracle_leader_pool"  # the pool judge, choosing by the lookahead advantage summed over rounds
+LEADER_NAME = "oracle_leader"  # the val judge, choosing by the lookahead advantage summed over rounds
+LEADER_POOL_NAME = "oracle_leader_pool"  # the same with the pool judge
 
 
 def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: int,
@@ -128,8 +129,13 @@ def make_oracle_greedy_pool(cfg: RunConfig) -> Selector:
 
 
 @register_selector(LEADER_NAME)
+def make_oracle_leader(cfg: RunConfig) -> Selector:
+    return OracleGreedy(_checked(cfg), LEADER_NAME, "val", rule="leader")
+
+
+@register_selector(LEADER_POOL_NAME)
 def make_oracle_leader_pool(cfg: RunConfig) -> Selector:
-    return OracleGreedy(_checked(cfg), LEADER_NAME, "pool", rule="leader")
+    return OracleGreedy(_checked(cfg), LEADER_POOL_NAME, "pool", rule="leader")
 
 
 def round_figures(records: list[dict[str, Any]], reference: str) -> dict[str, Any]:
@@ -157,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--set", default="", help="extra settings key=value joined by +")
     parser.add_argument("--reference", default="margin", help="the candidate whose rank per round is printed")
-    parser.add_argument("--method", choices=(NAME, POOL_NAME, LEADER_NAME), default=NAME,
+    parser.add_argument("--method", choices=(NAME, POOL_NAME, LEADER_NAME, LEADER_POOL_NAME), default=NAME,
                         help=f"{NAME}: the best lookahead on the val split; {POOL_NAME}: on the rest of the pool; "
-                             f"{LEADER_NAME}: the best lookahead on the pool summed over rounds")
+                             f"{LEADER_NAME}, {LEADER_POOL_NAME}: the best lookahead advantage summed over rounds")
     parser.add_argument("--out", default="runs/oracle")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

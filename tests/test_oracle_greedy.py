@@ -29,3 +29,20 @@ def test_the_oracle_queries_the_best_lookahead_and_its_lookahead_is_the_loops_ne
     assert learner.evaluate(model)[0] == second["acc"]
     val_probs = learner.infer(model, torch.arange(len(data.val)), frozenset({"probs"}), seed=0, split=data.val).probs
     assert accuracy(val_probs, data.val.labels) == accs[info["chosen"]]
+
+
+def test_the_leader_queries_the_best_lookahead_advantage_summed_over_rounds(tmp_path):
+    from experiments.oracle_greedy import LEADER_NAME
+
+    data = make_dataset(n_train=120, n_test=48, n_classes=6, seed=3)
+    cfg = tiny_config(strategy=LEADER_NAME, candidates="margin,random,entropy", init_size=12, budget=6, rounds=4)
+    run(cfg, tmp_path, data=data)
+    summed, greedy_differs = {}, False
+    for record in runlog.read_rounds(tmp_path)[:-1]:
+        info = record["selector"]
+        accs = info["lookahead_val_acc"]
+        for name, acc in accs.items():
+            summed[name] = summed.get(name, 0.0) + acc - sum(accs.values()) / len(accs)
+        assert abs(summed[info["chosen"]] - max(summed.values())) < 1e-9, (summed, info)
+        greedy_differs |= accs[info["chosen"]] < max(accs.values())
+    assert greedy_differs  # on this data some round's leader is not that round's best, so the rules differ

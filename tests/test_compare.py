@@ -120,10 +120,11 @@ def test_search_targets_against_the_best_single_candidate(tmp_path):
     write_fake_run(runs, "autoal", 0, [0.5, 0.7, 0.7])  # 0.65: below margin - SE, above random
     write_fake_run(runs, "autoal-search_mode-heldout", 0, [0.5, 0.7, 0.84])  # 0.685: misses by 0.015
     write_fake_run(runs, "albl", 0, [0.5, 0.66, 0.7])  # 0.63
+    write_fake_run(runs, "oracle_greedy", 0, [0.5, 0.9, 0.9])  # 0.80: an upper bound, not a single candidate
     for method, pool in (("autoal", "margin,random"), ("albl", "margin,random,entropy")):
         (runs / res.run_dir_name(method, 0) / "config.json").write_text(
             json.dumps({"strategy": method, "candidates": pool}))
-    methods = ["autoal", "autoal-search_mode-heldout", "albl", "margin", "random", "kmeans"]
+    methods = ["autoal", "autoal-search_mode-heldout", "albl", "margin", "random", "kmeans", "oracle_greedy"]
     results = res.collect_runs(runs)
     targets = {t.method: t for t in res.search_targets(res.method_stats(results, methods), results)}
     assert set(targets) == {"autoal", "autoal-search_mode-heldout", "albl"}

@@ -152,6 +152,26 @@ def round_figures(records: list[dict[str, Any]], reference: str) -> dict[str, An
     return {"chosen": Counter(info["chosen"] for info in rounds), "reference_rank": ranks, "advantage": advantage}
 
 
+def search_evidence(records: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """An AutoAL run's evidence in the same form: per round, each candidate's mean target (hardness, or
+    value under influence) of its L_val picks (``column_target``) minus the round's mean over candidates."""
+    advantage: dict[str, list[float]] = {}
+    for info in (r["selector"] for r in records if "selector" in r):
+        target = info.get("column_target") or info.get("column_hardness")  # the record's name before 0ef72a2
+        if not target:
+            continue
+        mean = sum(target.values()) / len(target)
+        for name, value in target.items():
+            advantage.setdefault(name, []).append(value - mean)
+    return advantage
+
+
+def print_advantage(advantage: dict[str, list[float]], chosen: Counter | None = None) -> None:
+    for name, values in sorted(advantage.items(), key=lambda kv: -sum(kv[1]) / len(kv[1])):
+        note = f"  (chosen in {chosen[name]} of {len(values)} rounds)" if chosen is not None else ""
+        print(f"  {name:18s} {sum(values) / len(values):+.4f}{note}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from experiments.planted import planted_config
     from autoal.data import load_dataset
@@ -167,7 +187,18 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"{NAME}: the best lookahead on the val split; {POOL_NAME}: on the rest of the pool; "
                              f"{LEADER_NAME}, {LEADER_POOL_NAME}: the best lookahead advantage summed over rounds")
     parser.add_argument("--out", default="runs/oracle")
+    parser.add_argument("--search-runs", nargs="+", metavar="RUN",
+                        help="instead: print these AutoAL runs' evidence (each candidate's L_val picks' mean "
+                             "target less the round's mean), to set beside the oracle's lookahead advantage")
     args = parser.parse_args(argv)
+    if args.search_runs:
+        evidence: dict[str, list[float]] = {}
+        for folder in args.search_runs:
+            for name, values in search_evidence(read_rounds(Path(folder))).items():
+                evidence.setdefault(name, []).extend(values)
+        print(f"AutoAL's evidence over {len(args.search_runs)} runs: L_val picks' mean target minus the round's mean")
+        print_advantage(evidence)
+        return 0
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)  # runs reproduce at a fixed thread count
     base: RunConfig = planted_config(args.config, args.set)
@@ -188,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.reference}'s rank per round {fig['reference_rank']}", flush=True)
     print(f"chosen over all seeds: {dict(total.most_common())}")
     print("lookahead accuracy minus the round's mean over candidates, mean over rounds and seeds:")
-    for name, values in sorted(advantage.items(), key=lambda kv: -sum(kv[1]) / len(kv[1])):
-        print(f"  {name:18s} {sum(values) / len(values):+.4f}  (chosen in {total[name]} of {len(values)} rounds)")
+    print_advantage(advantage, total)
     return 0
 
 

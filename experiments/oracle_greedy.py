@@ -80,7 +80,7 @@ def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: i
     return accs, batches
 
 
-class OracleGreedy(Selector):
+class OracleLookahead(Selector):
     """Query the batch of the candidate whose next-round model scores best (on the val split, or on
     the rest of the pool with ``judge="pool"``). ``rule="leader"``: the candidate whose lookahead
     accuracy, less the round's mean over candidates, summed over this and every earlier round, is
@@ -120,22 +120,22 @@ def _checked(cfg: RunConfig) -> RunConfig:
 
 @register_selector(NAME)
 def make_oracle_greedy(cfg: RunConfig) -> Selector:
-    return OracleGreedy(_checked(cfg), NAME, "val")
+    return OracleLookahead(_checked(cfg), NAME, "val")
 
 
 @register_selector(POOL_NAME)
 def make_oracle_greedy_pool(cfg: RunConfig) -> Selector:
-    return OracleGreedy(_checked(cfg), POOL_NAME, "pool")
+    return OracleLookahead(_checked(cfg), POOL_NAME, "pool")
 
 
 @register_selector(LEADER_NAME)
 def make_oracle_leader(cfg: RunConfig) -> Selector:
-    return OracleGreedy(_checked(cfg), LEADER_NAME, "val", rule="leader")
+    return OracleLookahead(_checked(cfg), LEADER_NAME, "val", rule="leader")
 
 
 @register_selector(LEADER_POOL_NAME)
 def make_oracle_leader_pool(cfg: RunConfig) -> Selector:
-    return OracleGreedy(_checked(cfg), LEADER_POOL_NAME, "pool", rule="leader")
+    return OracleLookahead(_checked(cfg), LEADER_POOL_NAME, "pool", rule="leader")
 
 
 def round_figures(records: list[dict[str, Any]], reference: str) -> dict[str, Any]:

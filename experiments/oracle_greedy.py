@@ -53,6 +53,12 @@ LEADER_NAME = "oracle_leader"  # the val judge, choosing by the lookahead advant
 LEADER_POOL_NAME = "oracle_leader_pool"  # the same with the pool judge
 
 
+def less_round_mean(values: dict[str, float]) -> dict[str, float]:
+    """Each candidate's value minus the mean over candidates of the same round: its advantage."""
+    mean = sum(values.values()) / len(values)
+    return {name: value - mean for name, value in values.items()}
+
+
 def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: int,
                          judge: str = "val") -> tuple[dict[str, float], dict[str, Tensor]]:
     """Per candidate: the accuracy of a task model trained on L + its batch, and the batch (pool rows).
@@ -96,9 +102,8 @@ class OracleLookahead(Selector):
         # the loop trains round r + 1's model from scratch with this seed (warm_start off, the default)
         accs, batches = lookahead_accuracies(ctx, self.candidates, derive_seed(self.cfg.seed, "train", ctx.round + 1),
                                              self.judge)
-        mean = sum(accs.values()) / len(accs)
-        for n in self.candidates:
-            self.advantage[n] += accs[n] - mean
+        for name, gain in less_round_mean(accs).items():
+            self.advantage[name] += gain
         value = accs if self.rule == "greedy" else self.advantage
         best = max(value.values())
         tied = [n for n in self.candidates if value[n] == best]  # ties: at random, from the run's generator
@@ -146,9 +151,8 @@ def round_figures(records: list[dict[str, Any]], reference: str) -> dict[str, An
     for info in rounds:
         accs = info.get("lookahead_val_acc") or info["lookahead_pool_acc"]
         ranks.append(1 + sum(v > accs[reference] for v in accs.values()))
-        mean = sum(accs.values()) / len(accs)
-        for name, acc in accs.items():
-            advantage.setdefault(name, []).append(acc - mean)
+        for name, gain in less_round_mean(accs).items():
+            advantage.setdefault(name, []).append(gain)
     return {"chosen": Counter(info["chosen"] for info in rounds), "reference_rank": ranks, "advantage": advantage}
 
 
@@ -158,11 +162,8 @@ def search_evidence(records: list[dict[str, Any]]) -> dict[str, list[float]]:
     advantage: dict[str, list[float]] = {}
     for info in (r["selector"] for r in records if "selector" in r):
         target = info.get("column_target") or info.get("column_hardness")  # the record's name before 0ef72a2
-        if not target:
-            continue
-        mean = sum(target.values()) / len(target)
-        for name, value in target.items():
-            advantage.setdefault(name, []).append(value - mean)
+        for name, gain in (less_round_mean(target) if target else {}).items():
+            advantage.setdefault(name, []).append(gain)
     return advantage
 
 
@@ -205,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset(base.dataset, base.data_root, base.size)
     total: Counter = Counter()
     advantage: dict[str, list[float]] = {}
+    method = args.method
     for seed in (int(s) for s in args.seeds.split(",")):
-        method = args.method
         folder = Path(args.out) / f"{method}-seed{seed}"
         summary_file = folder / "summary.json"  # a finished run is read back, a killed one resumes
         summary = (json.loads(summary_file.read_text()) if summary_file.is_file()

@@ -243,13 +243,18 @@ SEARCHES = ("autoal", "albl", "selectal")
 ORACLES = ("oracle",)
 
 
+def _selector_name(method: str) -> str:
+    """A method's folder name up to its first - or _: the selector or candidate it runs."""
+    return re.split(r"[-_]", method, maxsplit=1)[0]
+
+
 def is_oracle(method: str) -> bool:
-    return re.split(r"[-_]", method, maxsplit=1)[0] in ORACLES
+    return _selector_name(method) in ORACLES
 
 
 def search_of(method: str) -> str | None:
     """The selector a method's name belongs to (``autoal-search_mode-unrolled`` -> autoal), else None."""
-    head = re.split(r"[-_]", method, maxsplit=1)[0]
+    head = _selector_name(method)
     return head if head in SEARCHES else None
 
 

@@ -59,6 +59,12 @@ def less_round_mean(values: dict[str, float]) -> dict[str, float]:
     return {name: value - mean for name, value in values.items()}
 
 
+def candidate_rows(ctx: RoundContext, candidates: list[str]) -> dict[str, Tensor]:
+    """Each candidate's batch this round, as rows of ``ctx.outputs`` (its own generator per candidate)."""
+    return {name: candidate_choice(name, ctx.outputs, budget=ctx.budget,
+                                   generator=generator(ctx.seed, "oracle", name)).cpu() for name in candidates}
+
+
 def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: int,
                          judge: str = "val") -> tuple[dict[str, float], dict[str, Tensor]]:
     """Per candidate: the accuracy of a task model trained on L + its batch, and the batch (pool rows).
@@ -68,9 +74,7 @@ def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: i
     the accuracies differ by the batches alone.
     """
     learner = ctx.learner
-    batches = {name: ctx.unlabeled[candidate_choice(name, ctx.outputs, budget=ctx.budget,
-                                                    generator=generator(ctx.seed, "oracle", name)).cpu()]
-               for name in candidates}
+    batches = {name: ctx.unlabeled[rows] for name, rows in candidate_rows(ctx, candidates).items()}
     if judge == "val":
         split, rows = learner.data.val, torch.arange(len(learner.data.val))
         if len(rows) == 0:

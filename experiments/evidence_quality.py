@@ -28,7 +28,6 @@ rounds and seeds, by round; and each candidate's mean advantage (value less the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -171,14 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     from autoal.data import load_dataset
     from autoal.loop import run
     from autoal.runlog import read_rounds
-    from experiments.planted import planted_config
+    from experiments.planted import planted_config, planted_parser
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="experiments/configs/digits.toml")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--set", default="", help="extra settings key=value joined by +")
+    parser = planted_parser(__doc__.splitlines()[0], out="runs/evidence")  # --config, --seeds, --set, --out
     parser.add_argument("--follow", default="margin", help="the candidate whose batches the probe queries")
-    parser.add_argument("--out", default="runs/evidence")
     parser.add_argument("--summary-only", action="store_true", help="summarise the runs under --out, run nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -21,7 +21,7 @@ would see), the probe records, per candidate:
   criterion is wrong; a good one with a poor ``evidence`` means the small L_val simulation is.
 
 The summary: per source, the Spearman correlation with ``truth`` over candidates, mean ± SE over
-rounds and seeds, by round; and each candidate's mean advantage (value less the round's mean).
+rounds and seeds, and by thirds of the run; and each candidate's mean advantage (value less the round's mean).
 
     python -m experiments.evidence_quality --config experiments/configs/digits.toml --seeds 0,1,2,3,4
 """
@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from typing import Any
 import torch
 
 from autoal.config import RunConfig
+from autoal.errors import UserError
 from autoal.methods.search import AutoALSelector, average_ranks, hardness, heldout_value
 from autoal.registry import needs_of, parse_candidates
 from autoal.rng import derive_seed
@@ -56,7 +58,8 @@ class EvidenceProbe(Selector):
         self.cfg, self.follow = cfg, follow
         self.candidates = parse_candidates(cfg.candidates)
         if follow not in self.candidates:
-            raise ValueError(f"--follow {follow} is not among the candidates {self.candidates}")
+            raise UserError(f"--follow {follow} is not among the candidates ({','.join(self.candidates)}); "
+                            "name one of them or add it with --set candidates=...")
         self.needs = needs_of(self.candidates) | {"probs", "head_features"}
         # one AutoAL per objective, each with its own FitNets warm-started across rounds as in a real run
         self.searches = {mode: AutoALSelector(replace(cfg, search_mode=mode, search_epochs=0)) for mode in OBJECTIVES}
@@ -93,7 +96,7 @@ def pool_evidence(ctx: RoundContext, candidates: list[str]) -> dict[str, dict[st
 @register_selector(NAME)
 def make_evidence_probe(cfg: RunConfig) -> Selector:
     if cfg.warm_start:
-        raise ValueError("the probe's truth mirrors the loop's from-scratch training: run it without --warm-start")
+        raise UserError("the probe's truth mirrors the loop's from-scratch training: run it without --warm-start")
     return EvidenceProbe(cfg, FOLLOW["candidate"])
 
 
@@ -180,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # runs reproduce at a fixed thread count
     FOLLOW["candidate"] = args.follow
     base: RunConfig = planted_config(args.config, args.set)
+    if args.follow not in parse_candidates(base.candidates):
+        print(f"error: --follow {args.follow} is not among the candidates ({base.candidates}); name one of them "
+              "or add it with --set candidates=...", file=sys.stderr)
+        return 2
     seeds = [int(s) for s in args.seeds.split(",")]
     folders = [Path(args.out) / f"{NAME}-{args.follow}-seed{seed}" for seed in seeds]
     if not args.summary_only:

@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = (json.loads(summary_file.read_text()) if summary_file.is_file()
                        else run(replace(base, seed=seed, strategy=NAME), folder, data=data))
             print(f"seed {seed}: AUBC {summary['aubc']:.4f} (following {args.follow})", flush=True)
-    print_summary([[r for r in read_rounds(f) if "selector" in r] for f in folders if (f / "summary.json").is_file()])
+    # an unfinished run's rounds count too: each round's record is complete once written
+    print_summary([[r for r in read_rounds(f) if "selector" in r] for f in folders])
     return 0
 
 

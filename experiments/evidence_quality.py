@@ -145,7 +145,7 @@ def mean_se(values: list[float]) -> tuple[float, float, int]:
 def print_summary(records: list[list[dict[str, Any]]]) -> None:
     corr = agreement(records)
     rounds = sorted({rd for pairs in corr.values() for rd, _ in pairs})
-    spans = [sorted(rounds[len(rounds) * i // 3: len(rounds) * (i + 1) // 3]) for i in range(3)]
+    spans = [rounds[len(rounds) * i // 3: len(rounds) * (i + 1) // 3] for i in range(3)]  # thirds of the run
     print("Spearman with the truth over candidates: mean ± SE over rounds x runs (n), and by thirds of the run")
     head = "  ".join(f"rounds {s[0]}-{s[-1]}" for s in spans if s)
     print(f"  {'source':24s} {'all rounds':>22s}   {head}")

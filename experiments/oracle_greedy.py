@@ -18,7 +18,11 @@ Four variants (``--method``): ``oracle_greedy`` judges on the val split; ``oracl
 unlabeled pool less every candidate's batch (the truth the simulated oracle labels from: 6x digits'
 val split). ``oracle_leader`` and ``oracle_leader_pool`` judge the same ways but query the candidate
 whose lookahead advantage over the round's mean, summed over rounds so far, is highest, so a belief
-carried across rounds averages one round's noise out.
+carried across rounds averages one round's noise out. ``oracle_greedy_matched`` and
+``oracle_leader_matched`` judge on only as many val images as the labeled set holds (20-140 on
+digits): the exact lookahead that no search has, with the amount of true labels a search does have,
+all of them spent on judging. Where these fall short of the best single candidate, no search whose
+evidence comes from its labeled set can be expected to reach it.
 
 The records (rounds.jsonl, ``selector``) hold every candidate's lookahead accuracy per round, so
 the script also prints how often each candidate was chosen and where the best single candidate
@@ -51,6 +55,8 @@ NAME = "oracle_greedy"  # judges on the val split
 POOL_NAME = "oracle_greedy_pool"  # judges on the rest of the pool: more images, the same truth the loop labels from
 LEADER_NAME = "oracle_leader"  # the val judge, choosing by the lookahead advantage summed over rounds
 LEADER_POOL_NAME = "oracle_leader_pool"  # the same with the pool judge
+MATCHED_NAME = "oracle_greedy_matched"  # the val judge cut to as many images as the labeled set holds
+LEADER_MATCHED_NAME = "oracle_leader_matched"  # the same, choosing by the summed advantage
 
 
 def less_round_mean(values: dict[str, float]) -> dict[str, float]:
@@ -65,18 +71,28 @@ def candidate_rows(ctx: RoundContext, candidates: list[str]) -> dict[str, Tensor
                                    generator=generator(ctx.seed, "oracle", name)).cpu() for name in candidates}
 
 
-def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: int,
-                         judge: str = "val") -> tuple[dict[str, float], dict[str, Tensor]]:
+def matched_judge_rows(n_val: int, n_labeled: int, seed: int) -> Tensor:
+    """The ``matched`` judge: the first min(n_labeled, n_val) val rows in the run's fixed random order."""
+    order = torch.randperm(n_val, generator=generator(seed, "oracle-matched-judge"))
+    return order[:min(n_labeled, n_val)].sort().values
+
+
+def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: int, judge: str = "val",
+                         run_seed: int | None = None) -> tuple[dict[str, float], dict[str, Tensor]]:
     """Per candidate: the accuracy of a task model trained on L + its batch, and the batch (pool rows).
 
-    ``judge`` "val": on the val split; "pool": on the unlabeled pool less every candidate's batch (one
-    set for all). Every candidate's model is trained with the same seed (common random numbers), so
-    the accuracies differ by the batches alone.
+    ``judge`` "val": on the val split; "matched": on its first |L| images in a fixed random order of
+    the run (``run_seed``; nested: a round's judge holds the previous round's), as many true labels as a search
+    could split off its labeled set, here spent on judging alone; "pool": on the unlabeled pool less
+    every candidate's batch (one set for all). Every candidate's model is trained with the same seed
+    (common random numbers), so the accuracies differ by the batches alone.
     """
     learner = ctx.learner
     batches = {name: ctx.unlabeled[rows] for name, rows in candidate_rows(ctx, candidates).items()}
-    if judge == "val":
+    if judge in ("val", "matched"):
         split, rows = learner.data.val, torch.arange(len(learner.data.val))
+        if judge == "matched":
+            rows = matched_judge_rows(len(rows), len(ctx.labeled), run_seed)
         if len(rows) == 0:
             raise UserError("the oracle scores lookahead models on the val split, and this dataset has none; "
                             f"use {POOL_NAME}")
@@ -105,14 +121,15 @@ class OracleLookahead(Selector):
     def select(self, ctx: RoundContext) -> Selection:
         # the loop trains round r + 1's model from scratch with this seed (warm_start off, the default)
         accs, batches = lookahead_accuracies(ctx, self.candidates, derive_seed(self.cfg.seed, "train", ctx.round + 1),
-                                             self.judge)
+                                             self.judge, run_seed=self.cfg.seed)
         for name, gain in less_round_mean(accs).items():
             self.advantage[name] += gain
         value = accs if self.rule == "greedy" else self.advantage
         best = max(value.values())
         tied = [n for n in self.candidates if value[n] == best]  # ties: at random, from the run's generator
         chosen = tied[int(torch.randint(len(tied), (1,), generator=ctx.generator))]
-        return Selection(batches[chosen], {"chosen": chosen, f"lookahead_{self.judge}_acc": accs})
+        judge = "val" if self.judge == "matched" else self.judge  # the matched judge is a part of the val split
+        return Selection(batches[chosen], {"chosen": chosen, f"lookahead_{judge}_acc": accs})
 
     def state_dict(self) -> dict[str, Any]:
         return {"advantage": dict(self.advantage)}
@@ -145,6 +162,16 @@ def make_oracle_leader(cfg: RunConfig) -> Selector:
 @register_selector(LEADER_POOL_NAME)
 def make_oracle_leader_pool(cfg: RunConfig) -> Selector:
     return OracleLookahead(_checked(cfg), LEADER_POOL_NAME, "pool", rule="leader")
+
+
+@register_selector(MATCHED_NAME)
+def make_oracle_greedy_matched(cfg: RunConfig) -> Selector:
+    return OracleLookahead(_checked(cfg), MATCHED_NAME, "matched")
+
+
+@register_selector(LEADER_MATCHED_NAME)
+def make_oracle_leader_matched(cfg: RunConfig) -> Selector:
+    return OracleLookahead(_checked(cfg), LEADER_MATCHED_NAME, "matched", rule="leader")
 
 
 def round_figures(records: list[dict[str, Any]], reference: str) -> dict[str, Any]:
@@ -188,9 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--set", default="", help="extra settings key=value joined by +")
     parser.add_argument("--reference", default="margin", help="the candidate whose rank per round is printed")
-    parser.add_argument("--method", choices=(NAME, POOL_NAME, LEADER_NAME, LEADER_POOL_NAME), default=NAME,
+    parser.add_argument("--method", choices=(NAME, POOL_NAME, MATCHED_NAME, LEADER_NAME, LEADER_POOL_NAME,
+                                             LEADER_MATCHED_NAME), default=NAME,
                         help=f"{NAME}: the best lookahead on the val split; {POOL_NAME}: on the rest of the pool; "
-                             f"{LEADER_NAME}, {LEADER_POOL_NAME}: the best lookahead advantage summed over rounds")
+                             f"{MATCHED_NAME}: on as many val images as the labeled set holds; "
+                             f"{LEADER_NAME}, {LEADER_POOL_NAME}, {LEADER_MATCHED_NAME}: the best lookahead "
+                             "advantage summed over rounds")
     parser.add_argument("--out", default="runs/oracle")
     parser.add_argument("--search-runs", nargs="+", metavar="RUN",
                         help="instead: print these AutoAL runs' evidence (each candidate's L_val picks' mean "

@@ -46,3 +46,28 @@ def test_the_leader_queries_the_best_lookahead_advantage_summed_over_rounds(tmp_
         assert abs(summed[info["chosen"]] - max(summed.values())) < 1e-9, (summed, info)
         greedy_differs |= accs[info["chosen"]] < max(accs.values())
     assert greedy_differs  # on this data some round's leader is not that round's best, so the rules differ
+
+
+def test_the_matched_judge_holds_as_many_val_images_as_the_labeled_set(tmp_path):
+    from experiments.oracle_greedy import MATCHED_NAME, matched_judge_rows
+
+    data = make_dataset(n_train=120, n_test=48, n_classes=6, seed=2)
+    cfg = tiny_config(strategy=MATCHED_NAME, candidates="margin,random,entropy", init_size=6, budget=4, rounds=2)
+    run(cfg, tmp_path, data=data)
+    records = runlog.read_rounds(tmp_path)
+    labeled = first_labeled(cfg, data)
+    for round_, record in enumerate(records[:-1]):
+        judge = matched_judge_rows(len(data.val), len(labeled), cfg.seed)
+        assert len(judge) == len(labeled) < len(data.val)  # 6 and 10 of the 16 val images
+        if round_:  # nested: a round's judge holds the previous round's
+            assert torch.isin(previous, judge).all()
+        info = record["selector"]
+        # the chosen batch's model (the loop's next model) scored on the judge rows gives its lookahead
+        model = make_learner(cfg, data, torch.device("cpu")).fit(
+            torch.cat([labeled, torch.tensor(record["queried"])]).sort().values,
+            derive_seed(cfg.seed, "train", round_ + 1))
+        learner = make_learner(cfg, data, torch.device("cpu"))
+        probs = learner.infer(model, judge, frozenset({"probs"}), seed=0, split=data.val).probs
+        accs = info["lookahead_val_acc"]
+        assert accuracy(probs, data.val.labels[judge]) == accs[info["chosen"]] == max(accs.values()), round_
+        labeled, previous = torch.cat([labeled, torch.tensor(record["queried"])]).sort().values, judge

@@ -144,34 +144,20 @@ def _checked(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-@register_selector(NAME)
-def make_oracle_greedy(cfg: RunConfig) -> Selector:
-    return OracleLookahead(_checked(cfg), NAME, "val")
+#: Every variant: its judge ("val", "pool" or "matched") and its rule ("greedy" or "leader").
+VARIANTS = {NAME: ("val", "greedy"), POOL_NAME: ("pool", "greedy"), MATCHED_NAME: ("matched", "greedy"),
+            LEADER_NAME: ("val", "leader"), LEADER_POOL_NAME: ("pool", "leader"),
+            LEADER_MATCHED_NAME: ("matched", "leader")}
 
 
-@register_selector(POOL_NAME)
-def make_oracle_greedy_pool(cfg: RunConfig) -> Selector:
-    return OracleLookahead(_checked(cfg), POOL_NAME, "pool")
+def _oracle_factory(name: str, judge: str, rule: str):
+    def make(cfg: RunConfig) -> Selector:
+        return OracleLookahead(_checked(cfg), name, judge, rule=rule)
+    return make
 
 
-@register_selector(LEADER_NAME)
-def make_oracle_leader(cfg: RunConfig) -> Selector:
-    return OracleLookahead(_checked(cfg), LEADER_NAME, "val", rule="leader")
-
-
-@register_selector(LEADER_POOL_NAME)
-def make_oracle_leader_pool(cfg: RunConfig) -> Selector:
-    return OracleLookahead(_checked(cfg), LEADER_POOL_NAME, "pool", rule="leader")
-
-
-@register_selector(MATCHED_NAME)
-def make_oracle_greedy_matched(cfg: RunConfig) -> Selector:
-    return OracleLookahead(_checked(cfg), MATCHED_NAME, "matched")
-
-
-@register_selector(LEADER_MATCHED_NAME)
-def make_oracle_leader_matched(cfg: RunConfig) -> Selector:
-    return OracleLookahead(_checked(cfg), LEADER_MATCHED_NAME, "matched", rule="leader")
+for _name, (_judge, _rule) in VARIANTS.items():
+    register_selector(_name)(_oracle_factory(_name, _judge, _rule))
 
 
 def round_figures(records: list[dict[str, Any]], reference: str) -> dict[str, Any]:
@@ -215,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--set", default="", help="extra settings key=value joined by +")
     parser.add_argument("--reference", default="margin", help="the candidate whose rank per round is printed")
-    parser.add_argument("--method", choices=(NAME, POOL_NAME, MATCHED_NAME, LEADER_NAME, LEADER_POOL_NAME,
-                                             LEADER_MATCHED_NAME), default=NAME,
+    parser.add_argument("--method", choices=tuple(VARIANTS), default=NAME,
                         help=f"{NAME}: the best lookahead on the val split; {POOL_NAME}: on the rest of the pool; "
                              f"{MATCHED_NAME}: on as many val images as the labeled set holds; "
                              f"{LEADER_NAME}, {LEADER_POOL_NAME}, {LEADER_MATCHED_NAME}: the best lookahead "

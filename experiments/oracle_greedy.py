@@ -14,12 +14,12 @@ estimator is what falls short. If it does not, choosing one candidate per round 
 value cannot reach the best single candidate either, however good the estimate: the best single
 one wins through the whole trajectory, not round by round.
 
-Four variants (``--method``): ``oracle_greedy`` judges on the val split; ``oracle_greedy_pool`` on the
+Six variants (``--method``): ``oracle_greedy`` judges on the val split; ``oracle_greedy_pool`` on the
 unlabeled pool less every candidate's batch (the truth the simulated oracle labels from: 6x digits'
 val split). ``oracle_leader`` and ``oracle_leader_pool`` judge the same ways but query the candidate
 whose lookahead advantage over the round's mean, summed over rounds so far, is highest, so a belief
 carried across rounds averages one round's noise out. ``oracle_greedy_matched`` and
-``oracle_leader_matched`` judge on only as many val images as the labeled set holds (20-140 on
+``oracle_leader_matched`` judge on only as many val images as the labeled set holds (20-130 on
 digits): the exact lookahead that no search has, with the amount of true labels a search does have,
 all of them spent on judging. Where these fall short of the best single candidate, no search whose
 evidence comes from its labeled set can be expected to reach it.
@@ -92,6 +92,7 @@ def lookahead_accuracies(ctx: RoundContext, candidates: list[str], train_seed: i
     if judge in ("val", "matched"):
         split, rows = learner.data.val, torch.arange(len(learner.data.val))
         if judge == "matched":
+            assert run_seed is not None, "the matched judge's order is the run's: pass run_seed"
             rows = matched_judge_rows(len(rows), len(ctx.labeled), run_seed)
         if len(rows) == 0:
             raise UserError("the oracle scores lookahead models on the val split, and this dataset has none; "

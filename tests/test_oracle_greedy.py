@@ -63,10 +63,9 @@ def test_the_matched_judge_holds_as_many_val_images_as_the_labeled_set(tmp_path)
             assert torch.isin(previous, judge).all()
         info = record["selector"]
         # the chosen batch's model (the loop's next model) scored on the judge rows gives its lookahead
-        model = make_learner(cfg, data, torch.device("cpu")).fit(
-            torch.cat([labeled, torch.tensor(record["queried"])]).sort().values,
-            derive_seed(cfg.seed, "train", round_ + 1))
         learner = make_learner(cfg, data, torch.device("cpu"))
+        model = learner.fit(torch.cat([labeled, torch.tensor(record["queried"])]).sort().values,
+                            derive_seed(cfg.seed, "train", round_ + 1))
         probs = learner.infer(model, judge, frozenset({"probs"}), seed=0, split=data.val).probs
         accs = info["lookahead_val_acc"]
         assert accuracy(probs, data.val.labels[judge]) == accs[info["chosen"]] == max(accs.values()), round_

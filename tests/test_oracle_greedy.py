@@ -11,6 +11,18 @@ from conftest import make_dataset, tiny_config
 from experiments.oracle_greedy import NAME
 
 
+def next_model(cfg, data, labeled, round_):
+    """Round ``round_``'s model retrained as the loop trains it (from scratch, with that round's seed)
+    on ``labeled``, the set after the previous round's query."""
+    learner = make_learner(cfg, data, torch.device("cpu"))
+    return learner, learner.fit(labeled, derive_seed(cfg.seed, "train", round_))
+
+
+def val_accuracy(learner, model, data, rows) -> float:
+    probs = learner.infer(model, rows, frozenset({"probs"}), seed=0, split=data.val).probs
+    return accuracy(probs, data.val.labels[rows])
+
+
 def test_the_oracle_queries_the_best_lookahead_and_its_lookahead_is_the_loops_next_model(tmp_path):
     data = make_dataset(n_train=120, n_test=48, n_classes=6, seed=2)
     cfg = tiny_config(strategy=NAME, candidates="margin,random,entropy", init_size=12, budget=6, rounds=1)
@@ -24,11 +36,9 @@ def test_the_oracle_queries_the_best_lookahead_and_its_lookahead_is_the_loops_ne
     # round 1's model, retrained as the loop trains it: its test accuracy is the record's, and its val
     # accuracy is the chosen candidate's lookahead accuracy
     labeled = torch.cat([first_labeled(cfg, data), torch.tensor(first["queried"])]).sort().values
-    learner = make_learner(cfg, data, torch.device("cpu"))
-    model = learner.fit(labeled, derive_seed(cfg.seed, "train", 1))
+    learner, model = next_model(cfg, data, labeled, 1)
     assert learner.evaluate(model)[0] == second["acc"]
-    val_probs = learner.infer(model, torch.arange(len(data.val)), frozenset({"probs"}), seed=0, split=data.val).probs
-    assert accuracy(val_probs, data.val.labels) == accs[info["chosen"]]
+    assert val_accuracy(learner, model, data, torch.arange(len(data.val))) == accs[info["chosen"]]
 
 
 def test_the_leader_queries_the_best_lookahead_advantage_summed_over_rounds(tmp_path):
@@ -63,10 +73,7 @@ def test_the_matched_judge_holds_as_many_val_images_as_the_labeled_set(tmp_path)
             assert torch.isin(previous, judge).all()
         info = record["selector"]
         # the chosen batch's model (the loop's next model) scored on the judge rows gives its lookahead
-        learner = make_learner(cfg, data, torch.device("cpu"))
-        model = learner.fit(torch.cat([labeled, torch.tensor(record["queried"])]).sort().values,
-                            derive_seed(cfg.seed, "train", round_ + 1))
-        probs = learner.infer(model, judge, frozenset({"probs"}), seed=0, split=data.val).probs
-        accs = info["lookahead_val_acc"]
-        assert accuracy(probs, data.val.labels[judge]) == accs[info["chosen"]] == max(accs.values()), round_
         labeled, previous = torch.cat([labeled, torch.tensor(record["queried"])]).sort().values, judge
+        accs = info["lookahead_val_acc"]
+        lookahead = val_accuracy(*next_model(cfg, data, labeled, round_ + 1), data, judge)
+        assert lookahead == accs[info["chosen"]] == max(accs.values()), round_
